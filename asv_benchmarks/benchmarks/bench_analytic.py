@@ -1,0 +1,25 @@
+"""Analytic kernels over N and depth, closed-form and quadrature surrogates."""
+
+import gpukern as gk
+
+from .common import inputs
+
+
+class AnalyticKernels:
+    params = ([256, 1024], [1, 3], ["erf", "fast_sigmoid"])
+    param_names = ["N", "depth", "surrogate"]
+
+    def setup(self, n, depth, surrogate):
+        self.x = inputs(n)
+        sur = gk.surrogates.erf(2.0) if surrogate == "erf" else gk.surrogates.fast_sigmoid(5.0)
+        self.erf_net = gk.MLP(depth, gk.activations.erf(2.0), sur, bias_std=0.1)
+        self.sign_net = gk.MLP(depth, gk.activations.sign(), sur, bias_std=0.1)
+
+    def time_erf_nngp_ntk(self, n, depth, surrogate):
+        self.erf_net.kernels(self.x, which=("nngp", "ntk"))
+
+    def time_sign_sgntk(self, n, depth, surrogate):
+        self.sign_net.sgntk(self.x)
+
+    def peakmem_sign_sgntk(self, n, depth, surrogate):
+        self.sign_net.sgntk(self.x)

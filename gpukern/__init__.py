@@ -1,0 +1,20 @@
+"""gpukern: kernels of surrogate gradient learning (NNGP, NTK, SG-NTK), fast.
+
+Implements Eilers, Memmesheimer & Goedeke, "A generalized neural tangent kernel for
+surrogate gradient learning" (NeurIPS 2024, arXiv:2405.15539).
+"""
+
+from . import activations, surrogates
+from ._backend import BackendUnavailableError, backend
+from ._checks import InsufficientMemoryError
+from .network import MLP
+
+__all__ = [
+    "MLP",
+    "activations",
+    "surrogates",
+    "backend",
+    "BackendUnavailableError",
+    "InsufficientMemoryError",
+]
+__version__ = "0.1.0"

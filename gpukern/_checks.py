@@ -1,0 +1,112 @@
+"""Argument checks: each error names the argument, the value received and what was expected."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ._backend import BACKEND
+
+
+class InsufficientMemoryError(MemoryError, ValueError):
+    """A requested result would not fit in the memory available to the backend."""
+
+
+def real(name: str, value: Any) -> float:
+    """``value`` as a Python float; TypeError unless it is a real number, ValueError if NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got nan")
+    return value
+
+
+def positive(name: str, value: Any, allow_inf: bool = False) -> float:
+    """A real number > 0 (finite unless ``allow_inf``)."""
+    v = real(name, value)
+    if not v > 0 or (math.isinf(v) and not allow_inf):
+        bound = "> 0" if allow_inf else "> 0 and finite"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return v
+
+
+def nonnegative(name: str, value: Any) -> float:
+    """A finite real number >= 0."""
+    v = real(name, value)
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+    return v
+
+
+def integer(name: str, value: Any, minimum: int) -> int:
+    """An int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
+    """One of ``options`` (strings)."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def float_dtype(name: str, value: Any) -> np.dtype:
+    """float32 or float64."""
+    try:
+        dt = np.dtype(value)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {value!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def inputs(name: str, x: Any, n_features: int | None = None) -> Any:
+    """``x`` as a (N, n0) float64 array on the backend: 2-D, non-empty, finite.
+
+    The caller's array is never modified (a float64 copy is made where needed).
+    """
+    if x is None:
+        raise TypeError(f"{name} must be an array of shape (N, n_features), got None")
+    try:
+        arr = BACKEND.xp.asarray(x)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array of shape (N, n_features): {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D of shape (N, n_features), got shape {tuple(arr.shape)}"
+        )
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one row and one column, got {tuple(arr.shape)}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features but {n_features} were expected "
+            f"(the other input's n_features)"
+        )
+    arr = arr.astype(BACKEND.xp.float64, copy=False)
+    bad = ~BACKEND.xp.isfinite(arr)
+    if bool(bad.any()):
+        row = int(BACKEND.xp.nonzero(bad.any(axis=1))[0][0])
+        raise ValueError(f"{name} contains NaN or inf (first in row {row})")
+    return arr
+
+
+def fits_in_memory(what: str, need_bytes: int) -> None:
+    """Raise InsufficientMemoryError if ``need_bytes`` exceeds what the backend has free."""
+    have = BACKEND.available_bytes()
+    if need_bytes > have:
+        raise InsufficientMemoryError(
+            f"{what} needs about {need_bytes / 2**30:.2f} GiB, but only "
+            f"{have / 2**30:.2f} GiB is available on the {BACKEND.name} backend; "
+            "use fewer points, float32, or compute blocks of x1 / x2 separately"
+        )

@@ -1,0 +1,128 @@
+"""The MLP: one public object tying the analytic kernels (and, later, finite networks) together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _checks
+from .activations import Activation
+from .analytic import DEFAULT_TILE, Pair, Recursion, compute, output_bytes
+from .functions import ScalarFunction
+from .gaussian import DEFAULT_ORDER
+
+Array = Any
+_SIDES = ("true", "surrogate")
+_NAMED = {"ntk": ("true", "true"), "sgntk": ("true", "surrogate"),
+          "surrogate": ("surrogate", "surrogate")}
+
+
+class MLP:
+    """A fully connected network in NTK parameterization (neural-tangents' ``Dense``).
+
+        h_1 = sw/sqrt(n0) W_1 x + sb b_1,   h_{l+1} = sw/sqrt(n_l) W_{l+1} sigma(h_l) + sb b_{l+1}
+
+    with ``depth`` hidden layers and a linear readout f = h_{depth+1}; sw = weight_std,
+    sb = bias_std, all W, b entries iid N(0, 1).
+
+    Kernels (all (N1, N2), on the backend's device, float64 unless ``dtype`` says):
+    ``nngp`` Sigma_{L+1}; ``ntk`` Theta (sigma' on both sides); ``sgntk`` I (sigma' at x1,
+    the surrogate at x2: I(x, X) drives the function at x when training on X);
+    ``kernel(left=, right=)`` any of them.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        activation: Activation,
+        surrogate: ScalarFunction | None = None,
+        weight_std: float = 1.0,
+        bias_std: float = 0.0,
+        quad_order: int = DEFAULT_ORDER,
+        tile: int = DEFAULT_TILE,
+    ) -> None:
+        self.depth = _checks.integer("depth", depth, 1)
+        if not isinstance(activation, Activation):
+            raise TypeError(
+                f"activation must be a gk.activations object (e.g. gk.activations.erf(m=5)), "
+                f"got {activation!r}"
+            )
+        if surrogate is not None and not isinstance(surrogate, ScalarFunction):
+            raise TypeError(
+                f"surrogate must be a gk.surrogates object (e.g. gk.surrogates.erf(k=2)) or "
+                f"None, got {surrogate!r}"
+            )
+        self.activation = activation
+        self.surrogate = surrogate
+        self.weight_std = _checks.positive("weight_std", weight_std)
+        self.bias_std = _checks.nonnegative("bias_std", bias_std)
+        self.quad_order = _checks.integer("quad_order", quad_order, 1)
+        self.tile = _checks.integer("tile", tile, 1)
+        self._rec = Recursion(self.depth, activation.function, self.weight_std,
+                              self.bias_std, self.quad_order)
+
+    def __repr__(self) -> str:
+        return (f"MLP(depth={self.depth}, activation={self.activation!r}, "
+                f"surrogate={self.surrogate!r}, weight_std={self.weight_std:g}, "
+                f"bias_std={self.bias_std:g})")
+
+    # ------------------------------------------------------------------ analytic
+    def _side(self, name: str, value: str) -> ScalarFunction:
+        _checks.choice(name, value, _SIDES)
+        if value == "true":
+            return self.activation.derivative
+        if self.surrogate is None:
+            raise ValueError(f"{name}='surrogate' needs an MLP built with a surrogate=...")
+        return self.surrogate
+
+    def kernels(self, x1: Array, x2: Array | None = None,
+                which: tuple[str, ...] = ("nngp", "ntk", "sgntk"),
+                dtype: Any = np.float64) -> dict[str, Array]:
+        """Several kernels in one pass over the tiles.
+
+        ``which`` holds names from ``nngp``, ``ntk`` (true, true), ``sgntk`` (true,
+        surrogate) and ``surrogate`` (surrogate, surrogate).
+        """
+        if isinstance(which, str):
+            which = (which,)
+        for w in which:
+            _checks.choice("which", w, ("nngp",) + tuple(_NAMED))
+        pairs = {w: _NAMED[w] for w in which if w != "nngp"}
+        return self._compute(x1, x2, pairs, "nngp" in which, dtype)
+
+    def kernel(self, x1: Array, x2: Array | None = None, left: str = "true",
+               right: str = "surrogate", dtype: Any = np.float64) -> Array:
+        """K_{L+1} with derivative ``left`` at x1 and ``right`` at x2 ('true' or 'surrogate')."""
+        return self._compute(x1, x2, {"k": (left, right)}, False, dtype)["k"]
+
+    def nngp(self, x1: Array, x2: Array | None = None, dtype: Any = np.float64) -> Array:
+        """The NNGP kernel Sigma_{L+1}(x1, x2)."""
+        return self._compute(x1, x2, {}, True, dtype)["nngp"]
+
+    def ntk(self, x1: Array, x2: Array | None = None, dtype: Any = np.float64) -> Array:
+        """The NTK Theta(x1, x2); +inf (with a RuntimeWarning) on coinciding points for jumps."""
+        return self.kernel(x1, x2, "true", "true", dtype)
+
+    def sgntk(self, x1: Array, x2: Array | None = None, dtype: Any = np.float64) -> Array:
+        """The SG-NTK I(x1, x2): true derivative at x1, surrogate at x2 (not symmetric)."""
+        return self.kernel(x1, x2, "true", "surrogate", dtype)
+
+    def _compute(self, x1, x2, pairs: dict[str, tuple[str, str]], want_nngp: bool,
+                 dtype) -> dict[str, Array]:
+        dt = _checks.float_dtype("dtype", dtype)
+        resolved = {name: Pair(self._side("left", lr[0]), self._side("right", lr[1]))
+                    for name, lr in pairs.items()}
+        a = _checks.inputs("x1", x1)
+        b = None if x2 is None else _checks.inputs("x2", x2, n_features=a.shape[1])
+        n2 = a.shape[0] if b is None else b.shape[0]
+        n_out = len(resolved) + int(want_nngp)
+        _checks.fits_in_memory(
+            f"{n_out} kernel matrix(es) of shape ({a.shape[0]}, {n2}) in {dt}",
+            output_bytes(a.shape[0], n2, n_out, dt, self.tile),
+        )
+        nngp, outs = compute(self._rec, list(resolved.values()), a, b, dt, self.tile, want_nngp)
+        result = dict(zip(resolved, outs))
+        if want_nngp:
+            result["nngp"] = nngp
+        return result
