@@ -9,6 +9,10 @@ import numpy as np
 from . import _checks
 from .activations import Activation
 from .analytic import DEFAULT_TILE, Pair, Recursion, compute, output_bytes
+from .finite import Architecture, Params, check_params, init_params
+from .finite import apply as _apply
+from .finite import empirical_kernel as _empirical_kernel
+from .finite import jacobian as _jacobian
 from .functions import ScalarFunction
 from .gaussian import DEFAULT_ORDER
 
@@ -61,6 +65,8 @@ class MLP:
         self.tile = _checks.integer("tile", tile, 1)
         self._rec = Recursion(self.depth, activation.function, self.weight_std,
                               self.bias_std, self.quad_order)
+        self._arch = Architecture(self.depth, activation.function, self.weight_std,
+                                  self.bias_std)
 
     def __repr__(self) -> str:
         return (f"MLP(depth={self.depth}, activation={self.activation!r}, "
@@ -126,3 +132,67 @@ class MLP:
         if want_nngp:
             result["nngp"] = nngp
         return result
+
+    # ------------------------------------------------------------------ finite width
+    def init(self, n_in: int, width: int | tuple[int, ...], ensemble: int = 1, seed: int = 0,
+             dtype: Any = np.float64) -> Params:
+        """E independent networks (``width``: one int, or one per hidden layer).
+
+        All W, b entries iid N(0, 1), drawn on the host (network e from
+        ``SeedSequence(seed).spawn(E)[e]``): the same seed gives the same networks on
+        every backend and for any ensemble size. Stacked with the ensemble as leading axis.
+        """
+        return init_params(self.depth, n_in, width, ensemble, seed, dtype)
+
+    def _params_and_x(self, params: Params, x: Array, name: str = "x") -> tuple[Params, Array]:
+        params = check_params(self._arch, params)
+        arr = _checks.inputs(name, x)
+        if arr.shape[1] != params.n_in:
+            raise ValueError(f"{name} has {arr.shape[1]} features but params expect "
+                             f"n_in = {params.n_in}")
+        return params, arr.astype(params.dtype, copy=False)
+
+    def apply(self, params: Params, x: Array) -> Array:
+        """Outputs f(x) of every network, shape (E, N); the forward pass uses sigma itself."""
+        params, arr = self._params_and_x(params, x)
+        return _apply(self._arch, params, arr)
+
+    def jacobian(self, params: Params, x: Array, derivative: str = "surrogate") -> Array:
+        """(E, N, P) Jacobian (``derivative="true"``) or quasi-Jacobian (``"surrogate"``).
+
+        Columns in the ``Params.ravel`` order: for each layer W row-major, then b. For
+        small networks and tests (it materializes E*N*P numbers); kernels should use
+        ``empirical_kernel``, which never forms it.
+        """
+        d = self._side("derivative", derivative)
+        params, arr = self._params_and_x(params, x)
+        _checks.fits_in_memory(
+            f"a Jacobian of shape ({params.ensemble}, {arr.shape[0]}, {params.size})",
+            3 * params.ensemble * arr.shape[0] * params.size * params.dtype.itemsize,
+        )
+        return _jacobian(self._arch, params, arr, d)
+
+    def empirical_kernel(self, params: Params, x1: Array, x2: Array | None = None,
+                         left: str = "true", right: str = "surrogate",
+                         kind: str = "ntk") -> Array:
+        """(E, N1, N2) empirical kernels of the ensemble, without forming any Jacobian.
+
+        ``kind="ntk"``: J_left(x1) J_right(x2)^T = sum_l (D_l D_l'^T) * (sw^2/n Z Z'^T + sb^2)
+        (left/right: 'true' or 'surrogate'); ``kind="nngp"``: the readout-feature Gram
+        sw^2/n_L <z_L(x1), z_L(x2)> + sb^2. A jump activation's true derivative is 0
+        almost everywhere: its 'true' side only sees the readout layer.
+        """
+        _checks.choice("kind", kind, ("ntk", "nngp"))
+        a = b = None
+        if kind == "ntk":
+            a, b = self._side("left", left), self._side("right", right)
+        params, arr1 = self._params_and_x(params, x1, "x1")
+        arr2 = None
+        if x2 is not None:
+            _, arr2 = self._params_and_x(params, x2, "x2")
+        n2 = arr1.shape[0] if arr2 is None else arr2.shape[0]
+        _checks.fits_in_memory(
+            f"empirical kernels of shape ({params.ensemble}, {arr1.shape[0]}, {n2})",
+            2 * params.ensemble * arr1.shape[0] * n2 * params.dtype.itemsize,
+        )
+        return _empirical_kernel(self._arch, params, arr1, arr2, a, b)

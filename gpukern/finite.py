@@ -1,0 +1,280 @@
+"""Finite-width networks: ensembles, forward pass, surrogate backprop, empirical kernels.
+
+NTK parameterization (DESIGN.md §1), E networks stacked on a leading axis:
+
+    z_0 = x,   h_l = sw/sqrt(n_{l-1}) z_{l-1} W_l^T + sb b_l,   z_l = sigma(h_l),   f = h_{L+1}
+
+Backward with a derivative d in {sigma', sigma~}:
+
+    delta_{L+1} = 1,   delta_l = sw/sqrt(n_l) (delta_{l+1} W_{l+1}) * d(h_l)
+
+so that df/dW_l = delta_l (sw/sqrt(n_{l-1}) z_{l-1})^T and df/db_l = sb delta_l. The
+empirical kernel never forms the Jacobian:
+
+    K(x, x') = J_a(x) J_b(x')^T
+             = sum_l <delta^a_l(x), delta^b_l(x')> (sw^2/n_{l-1} <z_{l-1}(x), z_{l-1}(x')> + sb^2)
+
+A jump activation's true derivative is 0 almost everywhere: its "true" side gets
+contributions from the readout layer only. That is the correct Jacobian of such a
+network, not an error (its analytic counterpart is the erf_m, m -> inf limit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _checks
+from ._backend import BACKEND
+from .functions import ScalarFunction
+
+Array = Any
+
+BLOCK_BUDGET_BYTES = 1 << 30
+"""Working memory for per-point activations and deltas of one block of inputs."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Parameters of E networks: ``weights[l]`` (E, n_{l+1}, n_l), ``biases[l]`` (E, n_{l+1}).
+
+    Layer l = 0..depth (the last one is the readout, n_{depth+1} = 1). Flat parameter
+    order (``ravel``, ``jacobian``): for each layer, W row-major, then b.
+    Index with ``params[e]`` or ``params[a:b]`` to select networks (views, not copies).
+    """
+
+    weights: tuple[Array, ...]
+    biases: tuple[Array, ...]
+
+    @property
+    def ensemble(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weights[0].shape[2])
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Hidden widths n_1..n_L."""
+        return tuple(int(w.shape[1]) for w in self.weights[:-1])
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights) - 1
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.weights[0].dtype)
+
+    @property
+    def size(self) -> int:
+        """Parameters per network, P."""
+        return sum(int(np.prod(w.shape[1:])) + int(b.shape[1])
+                   for w, b in zip(self.weights, self.biases))
+
+    def __getitem__(self, idx: int | slice | Array) -> Params:
+        if isinstance(idx, int | np.integer):  # keep the ensemble axis
+            idx = slice(int(idx), (int(idx) + 1) or None)
+        return Params(tuple(w[idx] for w in self.weights), tuple(b[idx] for b in self.biases))
+
+    def ravel(self) -> Array:
+        """(E, P) flat parameters in the documented order."""
+        xp = BACKEND.xp
+        parts = []
+        for w, b in zip(self.weights, self.biases):
+            parts += [w.reshape(w.shape[0], -1), b]
+        return xp.concatenate(parts, axis=1)
+
+    def unravel(self, flat: Array) -> Params:
+        """Params of this architecture from an (E, P) flat array (inverse of ``ravel``)."""
+        flat = BACKEND.xp.asarray(flat)
+        if flat.ndim != 2 or flat.shape[1] != self.size:
+            raise ValueError(f"flat must have shape (E, {self.size}), got {tuple(flat.shape)}")
+        ws, bs, i = [], [], 0
+        for w, b in zip(self.weights, self.biases):
+            n = int(np.prod(w.shape[1:]))
+            ws.append(flat[:, i:i + n].reshape((flat.shape[0],) + tuple(w.shape[1:])))
+            i += n
+            bs.append(flat[:, i:i + b.shape[1]])
+            i += b.shape[1]
+        return Params(tuple(ws), tuple(bs))
+
+
+def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int = 1,
+                seed: int = 0, dtype: Any = np.float64) -> Params:
+    """E independent networks, all entries iid N(0, 1), drawn on the host.
+
+    Network e draws from its own stream ``SeedSequence(seed).spawn(E)[e]`` (W_1, b_1,
+    W_2, ...), so it is the same for any ensemble size and on every backend.
+    """
+    n_in = _checks.integer("n_in", n_in, 1)
+    ensemble = _checks.integer("ensemble", ensemble, 1)
+    seed = _checks.integer("seed", seed, 0)
+    dt = _checks.float_dtype("dtype", dtype)
+    if isinstance(width, Sequence) and not isinstance(width, str):
+        widths = tuple(_checks.integer("width", w, 1) for w in width)
+        if len(widths) != depth:
+            raise ValueError(f"width must be an int or {depth} ints (one per hidden layer), "
+                             f"got {len(widths)}")
+    else:
+        widths = (_checks.integer("width", width, 1),) * depth
+    sizes = (n_in,) + widths + (1,)
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    _checks.fits_in_memory(f"{ensemble} networks of {n_params} parameters in {dt}",
+                           2 * ensemble * n_params * dt.itemsize)
+    ws = [np.empty((ensemble, b, a), dtype=dt) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.empty((ensemble, b), dtype=dt) for b in sizes[1:]]
+    for e, child in enumerate(np.random.SeedSequence(seed).spawn(ensemble)):
+        rng = np.random.default_rng(child)
+        for w, b in zip(ws, bs):
+            w[e] = rng.standard_normal(w.shape[1:])
+            b[e] = rng.standard_normal(b.shape[1:])
+    to = BACKEND.asarray
+    return Params(tuple(to(w) for w in ws), tuple(to(b) for b in bs))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the finite-network math needs from an MLP."""
+
+    depth: int
+    sigma: ScalarFunction
+    weight_std: float
+    bias_std: float
+
+
+def check_params(arch: Architecture, params: Any, n_in: int | None = None) -> Params:
+    """``params`` as Params matching ``arch`` (and inputs with ``n_in`` features)."""
+    if not isinstance(params, Params):
+        raise TypeError(f"params must come from net.init(...), got {type(params).__name__}")
+    if params.depth != arch.depth:
+        raise ValueError(f"params are for depth {params.depth}, but this MLP has depth {arch.depth}")
+    e = params.ensemble
+    prev = params.n_in
+    for l, (w, b) in enumerate(zip(params.weights, params.biases)):
+        if w.ndim != 3 or w.shape[0] != e or w.shape[2] != prev or b.shape != (e, w.shape[1]):
+            raise ValueError(f"params layer {l + 1} has inconsistent shapes W {tuple(w.shape)}, "
+                             f"b {tuple(b.shape)}")
+        prev = w.shape[1]
+    if prev != 1:
+        raise ValueError(f"params readout has {prev} outputs; expected 1")
+    if n_in is not None and n_in != params.n_in:
+        raise ValueError(f"x has {n_in} features but params expect n_in = {params.n_in}")
+    return params
+
+
+def forward(arch: Architecture, params: Params, x: Array) -> tuple[list[Array], list[Array]]:
+    """Pre-activations h_1..h_{L+1} and post-activations z_0 = x, z_1..z_L, each (E, N, n)."""
+    sw, sb = arch.weight_std, arch.bias_std
+    zs, hs = [x], []
+    z = x
+    for l, (w, b) in enumerate(zip(params.weights, params.biases)):
+        scale = sw / math.sqrt(w.shape[2])
+        h = (z @ w.swapaxes(-1, -2)) * scale + sb * b[:, None, :]
+        hs.append(h)
+        if l < arch.depth:
+            z = arch.sigma(h)
+            zs.append(z)
+    return hs, zs
+
+
+def backward(arch: Architecture, params: Params, hs: list[Array],
+             derivative: ScalarFunction) -> list[Array]:
+    """delta_1..delta_{L+1} for derivative ``derivative`` (sigma' or sigma~), each (E, N, n_l)."""
+    xp = BACKEND.xp
+    sw = arch.weight_std
+    delta = xp.ones_like(hs[-1])
+    deltas = [delta]
+    for l in range(arch.depth - 1, -1, -1):
+        w_next = params.weights[l + 1]  # (E, n_{l+2}, n_{l+1})
+        d = derivative(hs[l]).astype(hs[l].dtype, copy=False)
+        delta = (delta @ w_next) * (sw / math.sqrt(w_next.shape[2])) * d
+        deltas.append(delta)
+    return deltas[::-1]
+
+
+def apply(arch: Architecture, params: Params, x: Array) -> Array:
+    """Network outputs f(x), shape (E, N)."""
+    hs, _ = forward(arch, params, x)
+    return hs[-1][..., 0]
+
+
+def jacobian(arch: Architecture, params: Params, x: Array, derivative: ScalarFunction) -> Array:
+    """(E, N, P) Jacobian (sigma') or quasi-Jacobian (sigma~) in the ``Params.ravel`` order."""
+    xp = BACKEND.xp
+    sw, sb = arch.weight_std, arch.bias_std
+    hs, zs = forward(arch, params, x)
+    deltas = backward(arch, params, hs, derivative)
+    e, n = hs[0].shape[:2]
+    parts = []
+    for delta, z in zip(deltas, zs):
+        scaled = z * (sw / math.sqrt(z.shape[-1]))
+        parts.append((delta[..., :, None] * scaled[..., None, :]).reshape(e, n, -1))
+        parts.append(sb * delta)
+    return xp.concatenate(parts, axis=-1)
+
+
+def _features(arch: Architecture, params: Params, x: Array,
+              derivs: Sequence[ScalarFunction]) -> tuple[list[Array], list[list[Array]]]:
+    hs, zs = forward(arch, params, x)
+    return zs, [backward(arch, params, hs, d) for d in derivs]
+
+
+def _block_kernel(arch: Architecture, za: list[Array], da: list[Array] | None,
+                  zb: list[Array], db: list[Array] | None) -> Array:
+    """sum_l (D_a D_b^T) * (sw^2/n Z_a Z_b^T + sb^2); NNGP (readout term only) if da is None."""
+    sw2, sb2 = arch.weight_std ** 2, arch.bias_std ** 2
+    if da is None:
+        z1, z2 = za[-1], zb[-1]
+        return (z1 @ z2.swapaxes(-1, -2)) * (sw2 / z1.shape[-1]) + sb2
+    out = None
+    for z1, z2, d1, d2 in zip(za, zb, da, db):
+        gram = (z1 @ z2.swapaxes(-1, -2)) * (sw2 / z1.shape[-1]) + sb2
+        term = (d1 @ d2.swapaxes(-1, -2)) * gram
+        out = term if out is None else out + term
+    return out
+
+
+def empirical_kernel(arch: Architecture, params: Params, x1: Array, x2: Array | None,
+                     left: ScalarFunction | None, right: ScalarFunction | None,
+                     budget: int = BLOCK_BUDGET_BYTES) -> Array:
+    """(E, N1, N2) empirical kernel J_left(x1) J_right(x2)^T (NNGP when left is None).
+
+    Inputs are processed in blocks so that activations and deltas of one block of rows
+    and one of columns fit in ``budget`` bytes: memory is E N1 N2 plus the blocks,
+    not E N width depth.
+    """
+    xp = BACKEND.xp
+    nngp = left is None
+    same_side = nngp or left == right
+    xb = x1 if x2 is None else x2
+    e = params.ensemble
+    itemsize = params.dtype.itemsize
+    n_arrays = 1 if nngp else (2 if same_side else 3)
+    per_point = e * itemsize * (params.n_in + n_arrays * sum(params.widths) + 2)
+    block = max(1, budget // (2 * per_point))
+    out = xp.empty((e, x1.shape[0], xb.shape[0]), dtype=params.dtype)
+    derivs_a = [] if nngp else [left]
+    derivs_b = [] if nngp else ([] if same_side else [right])
+    mirror = x2 is None and same_side
+    for i0 in range(0, x1.shape[0], block):
+        i1 = min(i0 + block, x1.shape[0])
+        za, dsa = _features(arch, params, x1[i0:i1], derivs_a + derivs_b)
+        da = None if nngp else dsa[0]
+        for j0 in range(i0 if mirror else 0, xb.shape[0], block):
+            j1 = min(j0 + block, xb.shape[0])
+            if x2 is None and j0 == i0:
+                zb, dsb = za, dsa
+            else:
+                zb, dsb = _features(arch, params, xb[j0:j1], derivs_a + derivs_b)
+            db = None if nngp else (dsb[0] if same_side else dsb[-1])
+            k = _block_kernel(arch, za, da, zb, db)
+            out[:, i0:i1, j0:j1] = k
+            if mirror and j0 != i0:
+                out[:, j0:j1, i0:i1] = k.swapaxes(-1, -2)
+    return out
