@@ -8,6 +8,8 @@ from . import activations, surrogates
 from ._backend import BackendUnavailableError, backend
 from ._checks import InsufficientMemoryError
 from .network import MLP
+from .prediction import Prediction, nngp_posterior, predict
+from .training import TrainResult, train
 
 __all__ = [
     "MLP",
@@ -16,5 +18,10 @@ __all__ = [
     "backend",
     "BackendUnavailableError",
     "InsufficientMemoryError",
+    "train",
+    "TrainResult",
+    "predict",
+    "nngp_posterior",
+    "Prediction",
 ]
 __version__ = "0.1.0"
