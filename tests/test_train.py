@@ -39,10 +39,10 @@ def test_wide_erf_ensemble_matches_kernel_prediction(mode):
     net = gk.MLP(2, gk.activations.erf(3.0), gk.surrogates.erf(1.5), bias_std=0.2)
     x, y, xs = _task()
     derivative, kernel = ("true", "ntk") if mode == "gd_ntk" else ("surrogate", "sgntk")
-    steps = [0, 5, 20, 60]
+    steps = [0, 5, 20, 40]
     lr = 0.5 / np.abs(np.linalg.eigvals(net.kernel(x, left="true", right=derivative))).max()
     params = net.init(2, 512, ensemble=128, seed=3)
-    res = gk.train(net, params, x, y, lr=lr, steps=60, derivative=derivative,
+    res = gk.train(net, params, x, y, lr=lr, steps=40, derivative=derivative,
                    record_steps=steps, x_eval=xs)
     assert list(res.steps) == steps
     pred = gk.predict(net, x, y, xs, lr=lr, steps=steps, kernel=kernel)

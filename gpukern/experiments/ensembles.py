@@ -1,0 +1,74 @@
+"""Helpers for the SGL-ensemble experiments: train, predict, and measure distances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import gpukern as gk
+
+from .common import Context, learning_rate
+
+
+@dataclass
+class EnsembleRun:
+    lr: float
+    steps: int
+    outputs: np.ndarray  # (E, N_test) at the last step
+    loss: np.ndarray  # (R, E)
+    record_steps: np.ndarray
+
+
+def train_sign_ensemble(ctx: Context, experiment: str, net: gk.MLP, width: int, networks: int,
+                        steps: int, key: tuple) -> EnsembleRun:
+    """SGL of ``networks`` sign networks of ``width``; lr = 0.5/|lambda|_max(SG-NTK_XX)."""
+    task = ctx.task
+    lr = learning_rate(net, task.x_train, ("true", "surrogate"))
+    params = net.init(task.x_train.shape[1], width, ensemble=networks,
+                      seed=ctx.seed_for(experiment, *key))
+    res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps,
+                   derivative="surrogate", x_eval=task.x_test,
+                   record_every=max(1, steps // 10), checkpoint=ctx.checkpoint(experiment, *key),
+                   checkpoint_every=max(10, steps // 20), progress=ctx.progress)
+    return EnsembleRun(lr, steps, res.outputs[-1], res.loss, res.steps)
+
+
+def predictions(ctx: Context, net: gk.MLP, lr: float, steps: int) -> dict[str, gk.Prediction]:
+    """SG-NTK and surrogate-surrogate GPs at ``steps``, and the NNGP posterior."""
+    t = ctx.task
+    out = {kind: gk.predict(net, t.x_train, t.y_train, t.x_test, lr=lr, steps=steps, kernel=kind,
+                            full_cov=False)
+           for kind in ("sgntk", "surrogate")}
+    out["nngp"] = gk.nngp_posterior(net, t.x_train, t.y_train, t.x_test, full_cov=False,
+                                    ridge=_nngp_ridge(net, t.x_train))
+    return out
+
+
+def _nngp_ridge(net: gk.MLP, x: np.ndarray) -> float:
+    """Noiseless NNGP posterior, with 1e-10 * max eigenvalue as jitter only if it is singular."""
+    ev = np.linalg.eigvalsh(net.nngp(x))
+    return 0.0 if ev.min() > 1e-10 * ev.max() else 1e-10 * ev.max()
+
+
+def distances(outputs: np.ndarray, pred: gk.Prediction, y_scale: float, boot: int = 200,
+              seed: int = 0) -> dict[str, float]:
+    """RMSE over test points between ensemble mean / std and the GP's, over std(y).
+
+    Standard errors from a bootstrap over networks; ``se_floor`` is the RMSE expected
+    from ensemble noise alone (sqrt(mean of SE(mean)^2) / std(y)).
+    """
+    mean_gp, std_gp = np.asarray(pred.mean[0]), np.asarray(pred.std[0])
+    e = outputs.shape[0]
+
+    def stats(o):
+        return (np.sqrt(np.mean((o.mean(0) - mean_gp) ** 2)) / y_scale,
+                np.sqrt(np.mean((o.std(0, ddof=1) - std_gp) ** 2)) / y_scale)
+
+    rm, rs = stats(outputs)
+    rng = np.random.default_rng(seed)
+    bs = np.array([stats(outputs[rng.integers(0, e, e)]) for _ in range(boot)])
+    floor = np.sqrt(np.mean(outputs.var(0, ddof=1) / e)) / y_scale
+    return {"rmse_mean": float(rm), "rmse_mean_se": float(bs[:, 0].std(ddof=1)),
+            "rmse_std": float(rs), "rmse_std_se": float(bs[:, 1].std(ddof=1)),
+            "noise_floor_mean": float(floor)}

@@ -1,0 +1,76 @@
+"""Experiment 4: ensembles of sign networks trained with SGL vs the SG-NTK Gaussian process.
+
+For each width: ensemble mean and spread of the network outputs after training, against
+the sign-limit SG-NTK GP at the same step (mean and 95 % band), with the NNGP posterior
+(Bayesian regression with the sign network's NNGP) as the baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import gpukern as gk
+
+from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
+from .ensembles import distances, predictions, train_sign_ensemble
+
+SURROGATE_K = 1.0
+
+
+def run(ctx: Context) -> dict:
+    sc, task = ctx.scale, ctx.task
+    net = gk.MLP(DEPTH, gk.activations.sign(), gk.surrogates.erf(k=SURROGATE_K),
+                 weight_std=WEIGHT_STD, bias_std=BIAS_STD)
+    y_scale = float(np.std(task.y_train))
+    metrics: dict = {"surrogate": f"erf(k={SURROGATE_K:g})", "depth": DEPTH,
+                     "networks": sc.ens_networks, "steps": sc.ens_steps, "widths": {}}
+    arrays: dict = {}
+    preds = None
+    for width in ctx.bar(sc.ens_widths, len(sc.ens_widths), "sign_ensemble"):
+        run_ = train_sign_ensemble(ctx, "sign_ensemble", net, width, sc.ens_networks,
+                                   sc.ens_steps, (width,))
+        if preds is None:
+            preds = predictions(ctx, net, run_.lr, sc.ens_steps)
+            metrics["lr"] = run_.lr
+            for kind, p in preds.items():
+                arrays[f"{kind}_mean"], arrays[f"{kind}_std"] = p.mean[0], p.std[0]
+        arrays[f"outputs_w{width}"] = run_.outputs
+        arrays[f"loss_w{width}"] = run_.loss
+        metrics["widths"][str(width)] = {
+            "sgntk": distances(run_.outputs, preds["sgntk"], y_scale, seed=width),
+            "nngp": distances(run_.outputs, preds["nngp"], y_scale, seed=width),
+            "final_loss_mean": float(run_.loss[-1].mean()),
+        }
+    save_npz(ctx.out / "sign_ensemble" / "data.npz", **arrays)
+    _plot(ctx, arrays, metrics)
+    return metrics
+
+
+def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
+    sc, task = ctx.scale, ctx.task
+    axis, label = task.test_axis()
+    fig, axes = figure(1, len(sc.ens_widths), width=5.0, height=3.8)
+    gm, gs = arrays["sgntk_mean"], arrays["sgntk_std"]
+    for ax, width in zip(axes[0], sc.ens_widths):
+        out = arrays[f"outputs_w{width}"]
+        em, es = out.mean(0), out.std(0, ddof=1)
+        ax.fill_between(axis, gm - 1.96 * gs, gm + 1.96 * gs, color="tab:blue", alpha=0.25,
+                        label="SG-NTK GP 95 % band")
+        ax.plot(axis, gm, color="tab:blue", lw=2, label="SG-NTK GP mean")
+        ax.plot(axis, em, color="tab:red", lw=1.5, label="ensemble mean")
+        ax.plot(axis, em - 1.96 * es, color="tab:red", ls="--", lw=1, label="ensemble ±1.96 std")
+        ax.plot(axis, em + 1.96 * es, color="tab:red", ls="--", lw=1)
+        ax.plot(axis, arrays["nngp_mean"], color="tab:green", ls=":", lw=1.5,
+                label="NNGP posterior mean")
+        if task.on_circle:
+            ax.plot(task.alpha_train, task.y_train, "ko", ms=5, label="training points")
+        d = metrics["widths"][str(width)]["sgntk"]
+        ax.set_title(f"width {width}, {sc.ens_networks} sign networks: RMSE(mean) "
+                     f"{d['rmse_mean']:.3f}, RMSE(std) {d['rmse_std']:.3f}", fontsize=9)
+        ax.set_xlabel(label)
+        ax.set_ylabel("network output f(x)")
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Sign networks trained with SGL (surrogate {metrics['surrogate']}, "
+                 f"{sc.ens_steps} steps, lr {metrics['lr']:.3g}) vs the SG-NTK Gaussian process; "
+                 "RMSE relative to std(y)", fontsize=10)
+    save_figure(fig, ctx.out / "sign_ensemble.png")

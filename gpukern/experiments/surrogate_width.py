@@ -1,0 +1,74 @@
+"""Experiment 5 (beyond the paper): how well does the SG-NTK describe SGL in sign networks,
+as a function of the surrogate's width (erf(k)) and the network width?
+
+For each (k, width): the ensemble mean and spread after training, against three
+descriptions: the SG-NTK GP (true derivative at x, surrogate at X), the surrogate-
+surrogate kernel GP, and the NNGP posterior. Distances are RMSE over test points
+relative to std(y), with bootstrap standard errors over networks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import gpukern as gk
+
+from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
+from .ensembles import distances, predictions, train_sign_ensemble
+
+DESCRIPTIONS = {"sgntk": "SG-NTK GP", "surrogate": "surrogate–surrogate GP", "nngp": "NNGP posterior"}
+
+
+def run(ctx: Context) -> dict:
+    sc, task = ctx.scale, ctx.task
+    y_scale = float(np.std(task.y_train))
+    metrics: dict = {"depth": DEPTH, "networks": sc.sw_networks, "steps": sc.sw_steps,
+                     "ks": list(sc.sw_ks), "widths": list(sc.sw_widths), "results": {}}
+    arrays: dict = {}
+    configs = [(k, w) for k in sc.sw_ks for w in sc.sw_widths]
+    for k, width in ctx.bar(configs, len(configs), "surrogate_width"):
+        net = gk.MLP(DEPTH, gk.activations.sign(), gk.surrogates.erf(k=k), weight_std=WEIGHT_STD,
+                     bias_std=BIAS_STD)
+        run_ = train_sign_ensemble(ctx, "surrogate_width", net, width, sc.sw_networks,
+                                   sc.sw_steps, (k, width))
+        preds = predictions(ctx, net, run_.lr, sc.sw_steps)
+        arrays[f"outputs_k{k:g}_w{width}"] = run_.outputs
+        for kind, p in preds.items():
+            arrays[f"{kind}_mean_k{k:g}"], arrays[f"{kind}_std_k{k:g}"] = p.mean[0], p.std[0]
+        metrics["results"].setdefault(f"{k:g}", {})[str(width)] = {
+            kind: distances(run_.outputs, p, y_scale, seed=int(1000 * k) + width)
+            for kind, p in preds.items()}
+    save_npz(ctx.out / "surrogate_width" / "data.npz", **arrays)
+    _plot(ctx, metrics)
+    return metrics
+
+
+def _plot(ctx: Context, metrics: dict) -> None:
+    from matplotlib.ticker import NullLocator
+
+    sc = ctx.scale
+    fig, axes = figure(2, len(sc.sw_ks), width=3.8, height=3.2)
+    for col, k in enumerate(sc.sw_ks):
+        res = metrics["results"][f"{k:g}"]
+        for row, (what, label) in enumerate((("mean", "RMSE of ensemble mean"),
+                                             ("std", "RMSE of ensemble std"))):
+            ax = axes[row, col]
+            for kind, desc in DESCRIPTIONS.items():
+                vals = [res[str(w)][kind][f"rmse_{what}"] for w in sc.sw_widths]
+                errs = [res[str(w)][kind][f"rmse_{what}_se"] for w in sc.sw_widths]
+                ax.errorbar(sc.sw_widths, vals, yerr=errs, marker="o", ms=4, capsize=3,
+                            label=desc)
+            if what == "mean":
+                floor = [res[str(w)]["sgntk"]["noise_floor_mean"] for w in sc.sw_widths]
+                ax.plot(sc.sw_widths, floor, "k:", lw=1, label="ensemble noise floor")
+            ax.set_xscale("log")
+            ax.set_xticks(sc.sw_widths, [str(w) for w in sc.sw_widths])
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xlabel("network width")
+            ax.set_ylabel(f"{label} / std(y)")
+            ax.set_title(f"surrogate erf(k={k:g})")
+            if col == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"Sign networks, SGL, depth {DEPTH}, {sc.sw_networks} networks, {sc.sw_steps} "
+                 "steps: which description fits? (bars: bootstrap standard errors)", fontsize=10)
+    save_figure(fig, ctx.out / "surrogate_width.png")

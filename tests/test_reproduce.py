@@ -1,0 +1,176 @@
+"""`gpukern reproduce` and `gpukern kernel` end to end at the tiny scale (seconds)."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+import gpukern as gk  # noqa: E402
+from gpukern.cli import main  # noqa: E402
+from gpukern.experiments import EXPERIMENTS  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _leaves(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+def _check_outputs(out):
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(EXPERIMENTS) <= set(metrics)
+    for name in EXPERIMENTS:
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC, name
+        with np.load(out / name / "data.npz") as data:
+            assert data.files
+        assert (out / name / "metrics.json").exists()
+    for path, value in _leaves(metrics):
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            assert math.isfinite(value), path
+        else:
+            assert value is not None, path
+    ntk = metrics["kernel_ntk"]
+    for key in ("mse_init", "mse_trained", "slope_init", "slope_trained"):
+        assert set(ntk[key]) == {"2", "5"}
+    ens = metrics["sign_ensemble"]["widths"]
+    for w in ("16", "32"):
+        for base in ("sgntk", "nngp"):
+            assert {"rmse_mean", "rmse_std", "rmse_mean_se"} <= set(ens[w][base])
+    sw = metrics["surrogate_width"]["results"]
+    assert set(sw) == {"1", "4"} and set(sw["1"]["16"]) == {"sgntk", "surrogate", "nngp"}
+    assert len(metrics["ntk_divergence"]["naive_ntk_diag"]["2"]) == 3
+    return metrics
+
+
+def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["reproduce", "--out", str(out), "--scale", "tiny", "--no-progress"]
+    assert main(argv + ["--only", "kernel_ntk"]) == 0  # "interrupted" after the first
+    first = json.loads((out / "kernel_ntk" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(argv) == 0
+    log = capsys.readouterr().out
+    assert "[kernel_ntk] already done, skipped" in log
+    assert "[sign_ensemble] done" in log
+    metrics = _check_outputs(out)
+    assert metrics["kernel_ntk"] == first
+    # a rerun recomputes nothing and reproduces the metrics
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("already done, skipped") == len(EXPERIMENTS)
+    assert json.loads((out / "metrics.json").read_text())["sign_ensemble"] == metrics["sign_ensemble"]
+    # --force recomputes, with the same seeds the same numbers
+    assert main(argv + ["--force", "--only", "kernel_sgntk"]) == 0
+    assert "[kernel_sgntk] done" in capsys.readouterr().out
+    again = json.loads((out / "kernel_sgntk" / "metrics.json").read_text())
+    again.pop("seconds")
+    old = dict(metrics["kernel_sgntk"])
+    old.pop("seconds")
+    assert again == old
+
+
+def test_interrupted_ensemble_resumes_from_checkpoint(tmp_path, capsys, monkeypatch):
+    import gpukern.training as tr
+
+    out = tmp_path / "run"
+    argv = ["reproduce", "--out", str(out), "--scale", "tiny", "--no-progress",
+            "--only", "sign_ensemble"]
+    assert main(argv) == 0
+    ref = json.loads((out / "sign_ensemble" / "metrics.json").read_text())
+    real = tr._sgl_step
+    calls = {"n": 0}
+
+    def boom(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:  # during the second width's training
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "_sgl_step", boom)
+    assert main(argv + ["--force"]) == 130
+    assert "interrupted; rerun" in capsys.readouterr().err
+    assert any((out / "checkpoints" / "sign_ensemble").glob("*.npz"))
+    monkeypatch.setattr(tr, "_sgl_step", real)
+    assert main(argv) == 0
+    got = json.loads((out / "sign_ensemble" / "metrics.json").read_text())
+    got.pop("seconds"), ref.pop("seconds")
+    assert got == ref
+
+
+def test_user_training_data(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 3))
+    np.savez(tmp_path / "data.npz", x=x, y=np.tanh(x[:, 0]))
+    out = tmp_path / "run"
+    assert main(["reproduce", "--out", str(out), "--scale", "tiny", "--no-progress",
+                 "--train", str(tmp_path / "data.npz"), "--only", "sign_ensemble"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "user data from data.npz" in metrics["config"]["task"]
+    csv = tmp_path / "data.csv"
+    np.savetxt(csv, np.column_stack([x, x[:, 1]]), delimiter=",")
+    assert main(["reproduce", "--out", str(tmp_path / "r2"), "--scale", "tiny", "--no-progress",
+                 "--train", str(csv), "--only", "ntk_divergence"]) == 0
+
+
+def test_kernel_command_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.normal(size=(7, 2)), rng.normal(size=(4, 2))
+    np.save(tmp_path / "x1.npy", x1)
+    np.savetxt(tmp_path / "x2.csv", x2, delimiter=",")
+    out = tmp_path / "k.npy"
+    assert main(["kernel", "--x1", str(tmp_path / "x1.npy"), "--x2", str(tmp_path / "x2.csv"),
+                 "--activation", "sign", "--surrogate", "fast_sigmoid", "--surrogate-param", "4",
+                 "--depth", "3", "--bias-std", "0.2", "--out", str(out)]) == 0
+    net = gk.MLP(3, gk.activations.sign(), gk.surrogates.fast_sigmoid(4.0), bias_std=0.2)
+    np.testing.assert_array_equal(np.load(out), net.sgntk(x1, x2))
+    assert main(["kernel", "--x1", str(tmp_path / "x1.npy"), "--which", "nngp",
+                 "--activation", "erf", "--m", "3", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(
+        np.load(out), gk.MLP(2, gk.activations.erf(3.0), gk.surrogates.erf(1.0),
+                             bias_std=0.1).nngp(x1))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["reproduce", "--scale", "huge"], "invalid choice: 'huge'"),
+    (["reproduce", "--only", "fig9"], "invalid choice: 'fig9'"),
+    (["reproduce", "--train", "/no/such/file.npz", "--scale", "tiny"], "does not exist"),
+    (["kernel", "--x1", "/no/such.npy", "--out", "k.npy"], "--x1 file /no/such.npy does not exist"),
+    (["kernel", "--x1", "BAD", "--out", "k.npy", "--surrogate-param", "-2"], None),
+    (["kernel"], "the following arguments are required"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_cli_input_is_one_line(tmp_path, argv, words):
+    if argv[:3] == ["kernel", "--x1", "BAD"]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text("1,2\n3,oops\n")
+        argv = ["kernel", "--x1", str(bad), "--out", str(tmp_path / "k.npy")]
+        words = "cannot be read as an array"
+    r = subprocess.run([sys.executable, "-m", "gpukern", *argv], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert words in lines[0] and "Traceback" not in r.stderr
+
+
+def test_malformed_training_file(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 2)), y=np.ones(3))
+    r = subprocess.run([sys.executable, "-m", "gpukern", "reproduce", "--scale", "tiny",
+                        "--train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"gpukern: error: --train {tmp_path / 'd.npz'}: expected x of shape (N, n0) and y of "
+        "shape (N,), N >= 2; got (4, 2) and (3,)"]
