@@ -108,10 +108,12 @@ def layer1_det(rec: Recursion, xa: Array, xb: Array) -> Array | None:
     return (sw2 / n0) ** 2 * wedge + (sw2 * sb2 / n0) * diff
 
 
-def _tile(rec: Recursion, pairs: list[Pair], gram: Array, q1: list[Array],
-          q2: list[Array], same: Array, det1: Array | None) -> tuple[Array, list[Array]]:
-    """Walk all layers for one tile. Returns (NNGP, [K for each pair])."""
+def _tile(rec: Recursion, pairs: list[Pair], xa: Array, xb: Array, gram: Array,
+          q1: list[Array], q2: list[Array], ida: Array, idb: Array) -> tuple[Array, list[Array]]:
+    """Walk all layers for one tile with array operations. Returns (NNGP, [K per pair])."""
     xp = BACKEND.xp
+    same = ida[:, None] == idb[None, :]
+    det1 = layer1_det(rec, xa, xb)
     sw2, sb2 = rec.weight_std**2, rec.bias_std**2
     sig = sw2 * gram + sb2
     ks = [sig for _ in pairs]
@@ -159,6 +161,7 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
     q2 = q1 if x2 is None else layer_diagonals(rec, xp.sum(xb * xb, axis=1), n0)
     n1, n2 = x1.shape[0], xb.shape[0]
     mirror = x2 is None and all(p.symmetric for p in pairs)
+    tile_fn = _fused_tile if _use_fused(rec, pairs) else _tile
     nngp = xp.empty((n1, n2), dtype=dtype) if want_nngp else None
     outs = [xp.empty((n1, n2), dtype=dtype) for _ in pairs]
     for i0 in range(0, n1, tile):
@@ -166,10 +169,8 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
         for j0 in range(i0 if mirror else 0, n2, tile):
             j1 = min(j0 + tile, n2)
             gram = (x1[i0:i1] @ xb[j0:j1].T) * (1.0 / n0)
-            same = ids1[i0:i1, None] == ids2[None, j0:j1]
-            sig, ks = _tile(rec, pairs, gram, [q[i0:i1] for q in q1],
-                            [q[j0:j1] for q in q2], same,
-                            layer1_det(rec, x1[i0:i1], xb[j0:j1]))
+            sig, ks = tile_fn(rec, pairs, x1[i0:i1], xb[j0:j1], gram, [q[i0:i1] for q in q1],
+                              [q[j0:j1] for q in q2], ids1[i0:i1], ids2[j0:j1])
             blocks = ([(nngp, sig)] if want_nngp else []) + list(zip(outs, ks))
             for out, block in blocks:
                 if mirror and j0 == i0:  # exact symmetry: rounding may differ across it
@@ -187,6 +188,24 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
             stacklevel=3,
         )
     return nngp, outs
+
+
+def _use_fused(rec: Recursion, pairs: list[Pair]) -> bool:
+    """The CuPy backend runs closed-form recursions in the fused CUDA kernel."""
+    if BACKEND.name != "cupy":
+        return False
+    from .kernels import cupy_fused
+
+    return cupy_fused.supports(rec.sigma, [(p.left, p.right) for p in pairs])
+
+
+def _fused_tile(rec: Recursion, pairs: list[Pair], xa, xb, gram, q1, q2, ida, idb):
+    from .kernels import cupy_fused
+
+    xp = BACKEND.xp
+    return cupy_fused.tile(rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma,
+                           [(p.left, p.right) for p in pairs], xa, xb, gram, xp.stack(q1),
+                           xp.stack(q2), ida, idb)
 
 
 def output_bytes(n1: int, n2: int, n_outputs: int, dtype: Any, tile: int) -> int:

@@ -31,6 +31,7 @@ import numpy as np
 from . import _checks
 from ._backend import BACKEND
 from .functions import ScalarFunction
+from .kernels import ops
 
 Array = Any
 
@@ -192,8 +193,8 @@ def backward(arch: Architecture, params: Params, hs: list[Array],
     deltas = [delta]
     for l in range(arch.depth - 1, -1, -1):
         w_next = params.weights[l + 1]  # (E, n_{l+2}, n_{l+1})
-        d = derivative(hs[l]).astype(hs[l].dtype, copy=False)
-        delta = (delta @ w_next) * (sw / math.sqrt(w_next.shape[2])) * d
+        delta = ops.scaled_derivative(delta @ w_next, hs[l], derivative,
+                                      sw / math.sqrt(w_next.shape[2]))
         deltas.append(delta)
     return deltas[::-1]
 
@@ -234,9 +235,8 @@ def _block_kernel(arch: Architecture, za: list[Array], da: list[Array] | None,
         return (z1 @ z2.swapaxes(-1, -2)) * (sw2 / z1.shape[-1]) + sb2
     out = None
     for z1, z2, d1, d2 in zip(za, zb, da, db):
-        gram = (z1 @ z2.swapaxes(-1, -2)) * (sw2 / z1.shape[-1]) + sb2
-        term = (d1 @ d2.swapaxes(-1, -2)) * gram
-        out = term if out is None else out + term
+        out = ops.hadamard_accumulate(out, d1 @ d2.swapaxes(-1, -2), z1 @ z2.swapaxes(-1, -2),
+                                      sw2 / z1.shape[-1], sb2)
     return out
 
 

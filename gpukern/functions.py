@@ -63,6 +63,10 @@ class ScalarFunction:
         """E[self(u) other(v)] in closed form, or None."""
         return None
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float] | None:
+        """(kind, a, b, c) for cuda/gpukern/functions.cuh, or None (no device version)."""
+        return None
+
 
 # --------------------------------------------------------------------------- erf family
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class ErfStep(ScalarFunction):
     amp: float = 1.0
     offset: float = 0.0
     name: str = "erf"
+
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (0.0, self.t, self.amp, self.offset)
 
     def __call__(self, v: Array) -> Array:
         xp = _xp()
@@ -123,6 +130,9 @@ class GaussianBump(ScalarFunction):
     weight: float = 2.0
     name: str = "gaussian_bump"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (1.0, self.t, self.weight, 0.0)
+
     @property
     def is_delta(self) -> bool:
         return self.t == 0.0
@@ -164,6 +174,9 @@ class Heaviside(ScalarFunction):
     scale: float = 1.0
     name: str = "heaviside"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (2.0, 0.0, self.scale, 0.0)
+
     def __call__(self, v: Array) -> Array:
         return self.scale * 0.5 * (1.0 + _xp().sign(v))
 
@@ -186,6 +199,9 @@ class ReLU(ScalarFunction):
     """max(v, 0); derivative Heaviside."""
 
     name: str = "relu"
+
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (3.0, 0.0, 0.0, 0.0)
 
     def __call__(self, v: Array) -> Array:
         return _xp().maximum(v, 0.0)
@@ -215,6 +231,9 @@ class Identity(ScalarFunction):
 
     name: str = "linear"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (4.0, 0.0, 0.0, 0.0)
+
     def __call__(self, v: Array) -> Array:
         return v
 
@@ -235,6 +254,9 @@ class Constant(ScalarFunction):
     value: float = 1.0
     name: str = "constant"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (5.0, 0.0, self.value, 0.0)
+
     def __call__(self, v: Array) -> Array:
         return _xp().full_like(v, self.value)
 
@@ -254,6 +276,9 @@ class Sigmoid(ScalarFunction):
     scale: float = 1.0
     name: str = "sigmoid"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (6.0, self.beta, self.scale, 0.0)
+
     def __call__(self, v: Array) -> Array:
         xp = _xp()
         e = xp.exp(-self.beta * xp.abs(v))  # sech^2(y/2) = 4 e^-|y| / (1 + e^-|y|)^2
@@ -271,6 +296,9 @@ class FastSigmoid(ScalarFunction):
     scale: float = 1.0
     name: str = "fast_sigmoid"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (7.0, self.beta, self.scale, 0.0)
+
     def __call__(self, v: Array) -> Array:
         return (self.scale * self.beta) / (1.0 + self.beta * _xp().abs(v)) ** 2
 
@@ -285,6 +313,9 @@ class Atan(ScalarFunction):
     alpha: float
     scale: float = 1.0
     name: str = "atan"
+
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (8.0, self.alpha, self.scale, 0.0)
 
     def __call__(self, v: Array) -> Array:
         a = math.pi * self.alpha / 2.0
@@ -314,6 +345,9 @@ class Boxcar(ScalarFunction):
     scale: float = 1.0
     name: str = "boxcar"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (9.0, self.width, self.scale, 0.0)
+
     def __call__(self, v: Array) -> Array:
         xp = _xp()
         return xp.where(xp.abs(v) < self.width, self.scale / self.width, 0.0)
@@ -322,11 +356,11 @@ class Boxcar(ScalarFunction):
         return [(-self.width, 0.0), (self.width, 0.0)]
 
     def gauss_avg(self, s2: Array) -> Array:
-        """(2 Phi(w/s) - 1) / w; 1/w at s = 0."""
+        """(2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w; 1/w at s = 0."""
         xp = _xp()
         s = xp.sqrt(s2)
         with _errstate():
-            val = (2.0 * BACKEND.special.ndtr(self.width / s) - 1.0) / self.width
+            val = BACKEND.special.erf(self.width / (math.sqrt(2.0) * s)) / self.width
         return self.scale * xp.where(s > 0, val, 1.0 / self.width)
 
 
@@ -338,6 +372,9 @@ class Triangle(ScalarFunction):
     scale: float = 1.0
     name: str = "triangle"
 
+    def cuda_descriptor(self) -> tuple[float, float, float, float]:
+        return (10.0, self.width, self.scale, 0.0)
+
     def __call__(self, v: Array) -> Array:
         xp = _xp()
         w = self.width
@@ -348,14 +385,18 @@ class Triangle(ScalarFunction):
         return [(-w, 0.0), (0.0, w), (w, 0.0)]
 
     def gauss_avg(self, s2: Array) -> Array:
-        """(4/w) [Phi(w/s) - 1/2 - (s/w)(phi(0) - phi(w/s))]; 2/w at s = 0."""
+        """(4/w) [Phi(w/s) - 1/2 - (s/w)(phi(0) - phi(w/s))]; 2/w at s = 0.
+
+        Written without cancellation for s >> w: Phi(z) - 1/2 = erf(z/sqrt 2)/2 and
+        phi(0) - phi(z) = -phi(0) expm1(-z^2/2).
+        """
         xp = _xp()
         w = self.width
         s = xp.sqrt(s2)
         with _errstate():
             z = w / s
-            phi_z = _INV_SQRT_2PI * xp.exp(-0.5 * z * z)
-            val = (4.0 / w) * (BACKEND.special.ndtr(z) - 0.5 - (s / w) * (_INV_SQRT_2PI - phi_z))
+            val = (4.0 / w) * (0.5 * BACKEND.special.erf(z * (1.0 / math.sqrt(2.0)))
+                               + (s / w) * _INV_SQRT_2PI * xp.expm1(-0.5 * z * z))
         return self.scale * xp.where(s > 0, val, 2.0 / w)
 
 

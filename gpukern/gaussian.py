@@ -233,6 +233,27 @@ def quad_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
     return out.reshape(shape)
 
 
+def has_closed_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """True when E[f(u) g(v)] needs no quadrature (the cases ``expect_pair`` and the
+    CUDA ``pair`` in cuda/gpukern/gaussian.cuh compute in closed form)."""
+    probe = BACKEND.xp.ones(1)
+
+    def avg_closed(h: ScalarFunction) -> bool:
+        return h.gauss_avg(probe) is not None
+
+    if isinstance(f, GaussianBump):
+        return avg_closed(g)
+    if isinstance(g, GaussianBump):
+        return avg_closed(f)
+    if isinstance(f, Constant):
+        return avg_closed(g)
+    if isinstance(g, Constant):
+        return avg_closed(f)
+    half = 0.5 * probe
+    return (f.pair_closed_form(g, probe, probe, half, half) is not None
+            or g.pair_closed_form(f, probe, probe, half, half) is not None)
+
+
 def expect_pair(
     f: ScalarFunction,
     g: ScalarFunction,

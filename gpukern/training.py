@@ -35,6 +35,7 @@ import numpy as np
 from . import _checks
 from ._backend import BACKEND
 from .finite import Params, check_params, empirical_kernel, forward
+from .kernels import ops
 
 Array = Any
 
@@ -73,7 +74,7 @@ def _gemm_update(w: Array, z: Array, delta: Array, alpha: float) -> None:
             ze = z if z.ndim == 2 else z[e]  # layer 1 sees the shared inputs x (N, n0)
             gemm(alpha, ze, delta[e], beta=1.0, c=w[e].T, trans_a=True, overwrite_c=True)
         return
-    w += alpha * (delta.swapaxes(-1, -2) @ z)
+    ops.axpy(w, delta.swapaxes(-1, -2) @ z, alpha)
 
 
 def _sgl_step(arch, params: Params, hs: list[Array], zs: list[Array], resid: Array,
@@ -87,8 +88,7 @@ def _sgl_step(arch, params: Params, hs: list[Array], zs: list[Array], resid: Arr
         scale = sw / math.sqrt(w.shape[2])
         grad_b = sb * xp.sum(delta, axis=1)
         if l > 0:  # propagate with the old weights before they change
-            d = derivative(hs[l - 1]).astype(hs[l - 1].dtype, copy=False)
-            nxt = (delta @ w) * scale * d
+            nxt = ops.scaled_derivative(delta @ w, hs[l - 1], derivative, scale)
         _gemm_update(w, xp.ascontiguousarray(zs[l]), xp.ascontiguousarray(delta), -lr * scale)
         params.biases[l][...] -= lr * grad_b
         if l > 0:

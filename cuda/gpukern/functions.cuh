@@ -1,0 +1,81 @@
+// The scalar functions of gpukern/functions.py as one tagged descriptor, so that a kernel
+// receives any activation, derivative or surrogate as four numbers:
+//   {kind, a, b, c}; the meaning of a, b, c per kind is written next to each enumerator
+// and produced by ScalarFunction.cuda_descriptor() on the Python side.
+#pragma once
+
+#include "common.cuh"
+
+namespace gk {
+
+enum Kind : int {
+  kErfStep = 0,      // offset c + amp b * erf(v / sqrt(a)); a = t = 1/m^2, a = 0: sign
+  kGaussBump = 1,    // weight b / sqrt(pi a) exp(-v^2 / a); a = 0: b * delta(v)
+  kHeaviside = 2,    // scale b * H(v), H(0) = 1/2
+  kReLU = 3,         // max(v, 0)
+  kIdentity = 4,     // v
+  kConstant = 5,     // b
+  kSigmoid = 6,      // scale b * (a/2) sech^2(a v / 2)
+  kFastSigmoid = 7,  // scale b * a / (1 + a |v|)^2
+  kAtan = 8,         // scale b * a / (1 + (pi a v / 2)^2)
+  kBoxcar = 9,       // scale b / a on |v| < a
+  kTriangle = 10,    // scale b * (2/a) max(0, 1 - |v|/a)
+};
+
+struct Fn {
+  int kind;
+  double a, b, c;
+};
+
+GK_HD Fn make_fn(const double* d) {
+  Fn f;
+  f.kind = static_cast<int>(d[0]);
+  f.a = d[1];
+  f.b = d[2];
+  f.c = d[3];
+  return f;
+}
+
+GK_HD bool is_delta(const Fn& f) { return f.kind == kGaussBump && f.a == 0.0; }
+
+// f(v). A delta evaluates to 0 (it is 0 almost everywhere).
+template <typename T>
+GK_HD T value(const Fn& f, T v) {
+  const T a = T(f.a), b = T(f.b), c = T(f.c);
+  switch (f.kind) {
+    case kErfStep:
+      return c + b * (a == T(0) ? (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0)))
+                                : erf(v * (T(1) / sqrt(a))));
+    case kGaussBump:
+      return a == T(0) ? T(0) : (b / sqrt(T(kPi) * a)) * exp(v * v * (T(-1) / a));
+    case kHeaviside:
+      return b * T(0.5) * (T(1) + (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0))));
+    case kReLU:
+      return v > T(0) ? v : T(0);
+    case kIdentity:
+      return v;
+    case kConstant:
+      return b;
+    case kSigmoid: {
+      const T e = exp(-a * fabs(v));
+      return (b * T(2) * a) * e / ((T(1) + e) * (T(1) + e));
+    }
+    case kFastSigmoid: {
+      const T d = T(1) + a * fabs(v);
+      return (b * a) / (d * d);
+    }
+    case kAtan: {
+      const T x = T(kPi) * a / T(2) * v;
+      return (b * a) / (T(1) + x * x);
+    }
+    case kBoxcar:
+      return fabs(v) < a ? b / a : T(0);
+    case kTriangle: {
+      const T r = T(1) - fabs(v) * (T(1) / a);
+      return (b * T(2) / a) * (r > T(0) ? r : T(0));
+    }
+  }
+  return T(NAN);
+}
+
+}  // namespace gk

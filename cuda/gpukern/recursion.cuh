@@ -1,0 +1,76 @@
+// The layerwise Gram recursion for one (i, j) entry (gpukern/analytic.py), all layers in
+// registers:
+//   Sigma_1 = sw2 <x, x'>/n0 + sb2,  Sigma_{l+1} = sw2 E[s(u) s(v)] + sb2,
+//   K_1 = Sigma_1,                   K_{l+1} = Sigma_{l+1} + sw2 E[a(u) b(v)] K_l  (0 * inf = 0)
+// with c = q exactly and det = 0 for coinciding inputs, and the layer-1 determinant by
+// Lagrange's identity for n0 <= 8 (no cancellation for collinear inputs).
+#pragma once
+
+#include "gaussian.cuh"
+
+namespace gk {
+
+constexpr int kMaxPairs = 4;
+constexpr int kExactDetMaxFeatures = 8;
+
+template <typename T>
+GK_HD T mul0(T d, T k) {
+  return (k == T(0) || d == T(0)) ? T(0) : d * k;
+}
+
+// det_1 = (sw2/n0)^2 sum_{i<j} (x_i y_j - x_j y_i)^2 + (sw2 sb2 / n0) |x - y|^2
+template <typename T>
+GK_HD T layer1_det(const T* x, const T* y, int n0, T sw2, T sb2) {
+  T wedge = T(0);
+  for (int i = 0; i < n0; ++i)
+    for (int j = i + 1; j < n0; ++j) {
+      const T cross = x[i] * y[j] - x[j] * y[i];
+      wedge += cross * cross;
+    }
+  T diff = T(0);
+  if (sb2 > T(0))
+    for (int i = 0; i < n0; ++i) {
+      const T d = x[i] - y[i];
+      diff += d * d;
+    }
+  return (sw2 / T(n0)) * (sw2 / T(n0)) * wedge + (sw2 * sb2 / T(n0)) * diff;
+}
+
+// One entry. q1[l * s1], q2[l * s2] are the layer-l diagonals of the two points; x, y
+// their inputs (only read when n0 <= 8). Returns false if a pair has no closed form.
+template <typename T>
+GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
+                           const Fn* lefts, const Fn* rights, T gram, const T* q1, int s1,
+                           const T* q2, int s2, bool same, const T* x, const T* y, int n0,
+                           T* nngp_out, T* k_out) {
+  T sig = sw2 * gram + sb2;
+  T k[kMaxPairs];
+  for (int p = 0; p < npairs; ++p) k[p] = sig;
+  bool ok = true, good = true;
+  for (int l = 0; l < depth; ++l) {
+    const T q = q1[l * s1], qp = q2[l * s2];
+    const T c = same ? q : sig;
+    T det;
+    if (same) {
+      det = T(0);
+    } else if (l == 0 && n0 <= kExactDetMaxFeatures) {
+      det = layer1_det(x, y, n0, sw2, sb2);
+    } else {
+      det = q * qp - c * c;
+      det = det > T(0) ? det : T(0);
+    }
+    const T next = sw2 * pair(sigma, sigma, q, qp, c, det, ok) + sb2;
+    good = good && ok;
+    for (int p = 0; p < npairs; ++p) {
+      const T d = pair(lefts[p], rights[p], q, qp, c, det, ok);
+      good = good && ok;
+      k[p] = next + sw2 * mul0(d, k[p]);
+    }
+    sig = next;
+  }
+  *nngp_out = sig;
+  for (int p = 0; p < npairs; ++p) k_out[p] = k[p];
+  return good;
+}
+
+}  // namespace gk

@@ -1,0 +1,83 @@
+"""The fused analytic recursion on the GPU: ``cuda/analytic.cu`` as a CuPy RawModule.
+
+One thread per output entry walks all layers in registers (``recursion.cuh``); the tile's
+Gram matrix comes from cuBLAS, the per-layer diagonals are computed once per call. The
+module is compiled once per device (float and double instantiations by name) and
+memoized. Built with ``--fmad=false`` so that it rounds like the NumPy backend.
+
+Only closed-form pairs have a device version (``supports``); pairs that need quadrature
+(sigmoid, fast_sigmoid or custom functions without a Gaussian-bump partner, the 2-D
+cases) run through the same array code as on NumPy, with CuPy arrays: correct, slower.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..functions import ScalarFunction
+from ..gaussian import has_closed_pair
+
+Array = Any
+MAX_PAIRS = 4
+THREADS = 256
+
+
+def cuda_dir() -> Path:
+    """The folder holding ``analytic.cu`` and ``gpukern/*.cuh`` (installed or in a checkout)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_cuda", here.parent / "cuda"):
+        if (candidate / "analytic.cu").exists():
+            return candidate
+    raise FileNotFoundError("gpukern's CUDA sources (analytic.cu) were not found")
+
+
+def supports(sigma: ScalarFunction, pairs: list[tuple[ScalarFunction, ScalarFunction]]) -> bool:
+    """True when the fused kernel can compute these kernels (all closed forms, <= 4 pairs)."""
+    fns = [sigma] + [f for p in pairs for f in p]
+    return (len(pairs) <= MAX_PAIRS and all(f.cuda_descriptor() is not None for f in fns)
+            and has_closed_pair(sigma, sigma) and all(has_closed_pair(a, b) for a, b in pairs))
+
+
+def descriptors(sigma: ScalarFunction, pairs) -> np.ndarray:
+    """sigma, then (left, right) per pair, 4 doubles each (cuda/gpukern/functions.cuh)."""
+    rows = [sigma.cuda_descriptor()] + [f.cuda_descriptor() for p in pairs for f in p]
+    return np.asarray(rows, dtype=np.float64).reshape(-1)
+
+
+@functools.cache
+def _module(device_id: int):
+    import cupy
+
+    d = cuda_dir()
+    with cupy.cuda.Device(device_id):
+        return cupy.RawModule(code=(d / "analytic.cu").read_text(),
+                              options=("-std=c++17", f"-I{d}", "--fmad=false"),
+                              name_expressions=("fused_recursion<float>", "fused_recursion<double>"))
+
+
+def tile(depth: int, sw2: float, sb2: float, sigma: ScalarFunction, pairs, xa: Array, xb: Array,
+         gram: Array, q1: Array, q2: Array, ida: Array, idb: Array) -> tuple[Array, list[Array]]:
+    """NNGP and kernels of one tile on the GPU. q1 (depth, n1), q2 (depth, n2) float64."""
+    import cupy
+
+    n1, n2 = gram.shape
+    kern = _module(cupy.cuda.Device().id).get_function("fused_recursion<double>")
+    fns = cupy.asarray(descriptors(sigma, pairs))
+    nngp = cupy.empty((n1, n2), dtype=cupy.float64)
+    kout = cupy.empty((max(1, len(pairs)), n1, n2), dtype=cupy.float64)
+    status = cupy.zeros(1, dtype=cupy.int32)
+    blocks = (n1 * n2 + THREADS - 1) // THREADS
+    args = (np.int32(n1), np.int32(n2), np.int32(xa.shape[1]), cupy.ascontiguousarray(gram),
+            cupy.ascontiguousarray(q1), cupy.ascontiguousarray(q2),
+            cupy.ascontiguousarray(ida, dtype=cupy.int64),
+            cupy.ascontiguousarray(idb, dtype=cupy.int64), cupy.ascontiguousarray(xa),
+            cupy.ascontiguousarray(xb), np.int32(depth), np.float64(sw2), np.float64(sb2), fns,
+            np.int32(len(pairs)), nngp, kout, status)
+    kern((blocks,), (THREADS,), args)
+    if int(status.get()[0]):
+        raise RuntimeError("fused_recursion met a pair without a closed form (supports() said yes)")
+    return nngp, [kout[p] for p in range(len(pairs))]
