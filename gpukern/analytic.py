@@ -161,16 +161,14 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
     q2 = q1 if x2 is None else layer_diagonals(rec, xp.sum(xb * xb, axis=1), n0)
     n1, n2 = x1.shape[0], xb.shape[0]
     mirror = x2 is None and all(p.symmetric for p in pairs)
-    tile_fn = _fused_tile if _use_fused(rec, pairs) else _tile
     nngp = xp.empty((n1, n2), dtype=dtype) if want_nngp else None
     outs = [xp.empty((n1, n2), dtype=dtype) for _ in pairs]
     for i0 in range(0, n1, tile):
         i1 = min(i0 + tile, n1)
         for j0 in range(i0 if mirror else 0, n2, tile):
             j1 = min(j0 + tile, n2)
-            gram = (x1[i0:i1] @ xb[j0:j1].T) * (1.0 / n0)
-            sig, ks = tile_fn(rec, pairs, x1[i0:i1], xb[j0:j1], gram, [q[i0:i1] for q in q1],
-                              [q[j0:j1] for q in q2], ids1[i0:i1], ids2[j0:j1])
+            sig, ks = compute_tile(rec, pairs, x1[i0:i1], xb[j0:j1], [q[i0:i1] for q in q1],
+                                   [q[j0:j1] for q in q2], ids1[i0:i1], ids2[j0:j1])
             blocks = ([(nngp, sig)] if want_nngp else []) + list(zip(outs, ks))
             for out, block in blocks:
                 if mirror and j0 == i0:  # exact symmetry: rounding may differ across it
@@ -188,6 +186,34 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
             stacklevel=3,
         )
     return nngp, outs
+
+
+DETERMINISTIC_GRAM_MAX_FEATURES = 64
+
+
+def input_gram(xa: Array, xb: Array) -> Array:
+    """<x, x'>/n0 for a tile. For n0 <= 64 on NumPy it is summed feature by feature in a
+    fixed order, so an entry is bitwise the same in any tile shape (BLAS picks different
+    kernels, and so different rounding, for different tile shapes); above that, BLAS."""
+    n0 = xa.shape[1]
+    if BACKEND.name == "numpy" and n0 <= DETERMINISTIC_GRAM_MAX_FEATURES:
+        g = xa[:, 0, None] * xb[None, :, 0]
+        for k in range(1, n0):
+            g += xa[:, k, None] * xb[None, :, k]
+        return g * (1.0 / n0)
+    return (xa @ xb.T) * (1.0 / n0)
+
+
+def compute_tile(rec: Recursion, pairs: list[Pair], xa: Array, xb: Array, q1: list[Array],
+                 q2: list[Array], ida: Array, idb: Array) -> tuple[Array, list[Array]]:
+    """NNGP and kernels of one tile (rows xa, columns xb; q and ids sliced to the tile).
+
+    The unit of work of ``compute`` and of ``gpukern.distributed``: an entry's value
+    depends only on its two points, never on the tile it is computed in.
+    """
+    gram = input_gram(xa, xb)
+    tile_fn = _fused_tile if _use_fused(rec, pairs) else _tile
+    return tile_fn(rec, pairs, xa, xb, gram, q1, q2, ida, idb)
 
 
 def _use_fused(rec: Recursion, pairs: list[Pair]) -> bool:

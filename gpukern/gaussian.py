@@ -118,12 +118,20 @@ def gauss_quadrature(
         half = 0.5 * (b - a)
         nodes = (0.5 * (a + b))[..., None] + half[..., None] * xi
         weights = half[..., None] * wi
-        m = nodes.shape[0]
+        m, n_panels = nodes.shape[:2]
         nodes = nodes.reshape(m, -1)
         weights = weights.reshape(m, -1)
         z = (nodes - mu[:, None]) / s[:, None]
         dens = xp.exp(-0.5 * z * z) * (_INV_SQRT_2PI / s[:, None])
-        out[rows] = xp.sum(integrand(nodes, rows) * dens * weights, axis=1)
+        panels = xp.sum((integrand(nodes, rows) * dens * weights).reshape(m, n_panels, order),
+                        axis=2)
+        # Panels are added one by one: the zero-length panels that clipping leaves at both
+        # ends (their number depends on the chunk's ladder length) then change nothing, so an
+        # entry's value does not depend on which other entries share its chunk or tile.
+        acc = panels[:, 0].copy()
+        for p in range(1, n_panels):
+            acc += panels[:, p]
+        out[rows] = acc
     return out
 
 
