@@ -93,6 +93,7 @@ def custom(
 
     Kernels use 2-D quadrature (slow: use for small N); ``width`` is the scale on which
     fn varies and ``kinks`` where it has kinks, so the quadrature panels resolve them.
+    On the CuPy backend the functions receive CuPy arrays (array code, no fused kernel).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {fn!r}")

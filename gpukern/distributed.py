@@ -4,11 +4,11 @@ Needs the ``distributed`` extra (``pip install "gpukern[distributed]"``).
 
 * :func:`kernel_array` builds a ``dask.array`` whose blocks are computed by the same
   per-tile code as ``net.kernels`` (:func:`gpukern.analytic.compute_tile`). The
-  per-layer diagonals q_l(i) and the identical-row ids are computed once (one graph key
-  each, shipped to the workers); an entry (i, j) gets exactly the local float64 value whatever the
-  block shape (for symmetric kernels the lower triangle is the mirrored upper one, as
-  locally). Reduce it, slice it, or write it tile by tile (``to_zarr``, ``to_npy_stack``)
-  when it does not fit in memory.
+  inputs, the per-layer diagonals q_l(i) and the identical-row ids are computed once
+  (one graph key each, shipped once to each worker that needs them); an entry (i, j)
+  gets exactly the local float64 value whatever the block shape (for symmetric kernels
+  the lower triangle is the mirrored upper one, as locally). Reduce it, slice it, or
+  write it tile by tile (``to_zarr``, ``to_npy_stack``) when it does not fit in memory.
 * :func:`run_sweep` submits one task per configuration as futures and persists each
   result (JSON, atomically) as it arrives: a cancelled sweep or a crashed worker loses
   only the tasks in flight, and a rerun computes only what is missing.
@@ -74,10 +74,10 @@ def _chunks(chunks: Any) -> tuple[int, int]:
     return _checks.integer("chunks", rows, 1), _checks.integer("chunks", cols, 1)
 
 
-def _block(rec, pairs, want_nngp, xa, xb, q1, q2, ids1, ids2, r0, r1, c0, c1):
+def _block(rec, pairs, want_nngp, x1, x2, q1, q2, ids1, ids2, r0, r1, c0, c1):
     """One block, on a worker: the local per-tile code, returning a host array."""
     host = BACKEND.to_host
-    sig, ks = compute_tile(rec, pairs, BACKEND.asarray(xa), BACKEND.asarray(xb),
+    sig, ks = compute_tile(rec, pairs, BACKEND.asarray(x1[r0:r1]), BACKEND.asarray(x2[c0:c1]),
                            [BACKEND.asarray(q[r0:r1]) for q in q1],
                            [BACKEND.asarray(q[c0:c1]) for q in q2],
                            BACKEND.asarray(ids1[r0:r1]), BACKEND.asarray(ids2[c0:c1]))
@@ -115,8 +115,8 @@ def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any
                                layer_diagonals(rec, BACKEND.asarray(np.sum(xb * xb, 1)), n0)]
     ids1, ids2 = _row_ids(a, b)
     # computed once; one graph key each, shipped once to every worker that needs it
-    q1_f, q2_f, i1_f, i2_f = (dask.delayed(v, pure=True, traverse=False)
-                              for v in (q1, q2, ids1, ids2))
+    x1_f, x2_f, q1_f, q2_f, i1_f, i2_f = (dask.delayed(v, pure=True, traverse=False)
+                                          for v in (a, xb, q1, q2, ids1, ids2))
     mirror = b is None and (want_nngp or pairs[0].symmetric)
     task = dask.delayed(_block, pure=True)
     rows = []
@@ -125,7 +125,7 @@ def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any
         row = []
         for c0 in range(0, xb.shape[0], c):
             c1 = min(c0 + c, xb.shape[0])
-            blk = task(rec, pairs, want_nngp, a[r0:r1], xb[c0:c1], q1_f, q2_f, i1_f, i2_f,
+            blk = task(rec, pairs, want_nngp, x1_f, x2_f, q1_f, q2_f, i1_f, i2_f,
                        r0, r1, c0, c1)
             row.append(da.from_delayed(blk, shape=(r1 - r0, c1 - c0), dtype=np.float64))
         rows.append(row)

@@ -97,6 +97,8 @@ def custom(
 
     ``width``: the scale on which fn varies; ``kinks``: where it has kinks or jumps.
     Quadrature grades its panels to both, so give them for narrow or kinked functions.
+    On the CuPy backend ``fn`` receives CuPy arrays and runs through the array code
+    (no fused CUDA kernel): correct, but slower than the built-ins.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {fn!r}")

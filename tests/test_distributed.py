@@ -51,6 +51,17 @@ def test_tiled_equals_local_exactly(client, chunks, net_name):
         np.testing.assert_array_equal(got_sym, local_sym)
 
 
+def test_save_npy_stack_round_trip(client, tmp_path):
+    import dask.array as da
+
+    from gpukern.distributed import save_npy_stack
+
+    net = NETS["sign_erf"]
+    x = np.random.default_rng(2).normal(size=(23, 2))
+    save_npy_stack(kernel_array(net, x, chunks=(5, 9), client=client), tmp_path / "k")
+    np.testing.assert_array_equal(da.from_npy_stack(str(tmp_path / "k")).compute(), net.sgntk(x))
+
+
 def test_kernel_array_reductions_and_dtype(client):
     net = NETS["sign_erf"]
     x = np.random.default_rng(1).normal(size=(50, 2))

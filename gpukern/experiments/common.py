@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +127,6 @@ class Context:
     seed: int = 0
     progress: bool = True
     log: Any = print
-    notes: dict = field(default_factory=dict)
 
     def seed_for(self, *key: Any) -> int:
         """A reproducible seed per configuration (independent of the order they run in)."""
@@ -198,11 +196,6 @@ def loglog_slope(x: Iterable[float], y: Iterable[float]) -> float:
     """Least-squares slope of log y against log x."""
     lx, ly = np.log(np.asarray(list(x), float)), np.log(np.asarray(list(y), float))
     return float(np.polyfit(lx, ly, 1)[0])
-
-
-def finite(value: float) -> float | None:
-    """JSON-safe float (None for NaN/inf, which JSON cannot hold)."""
-    return float(value) if math.isfinite(value) else None
 
 
 def asinh_axis(ax, values: np.ndarray, linear_width: float = 0.5) -> None:
