@@ -149,3 +149,18 @@ def test_degenerate_q_zero():
     assert np.all(np.isinf(expect_pair(GaussianBump(0.0), gk.surrogates.erf(1.0), z, qp, z, z)))
     g = gk.surrogates.sigmoid(2.0)
     np.testing.assert_allclose(quad_pair(ReLU(), g, z, qp, z, z), 0.0)
+
+
+@pytest.mark.parametrize("g", [gk.surrogates.sigmoid(3.0), gk.surrogates.fast_sigmoid(50.0),
+                               gk.surrogates.custom(lambda v: np.exp(-np.abs(v)), kinks=(0.0,))],
+                         ids=["sigmoid", "fast_sigmoid50", "custom"])
+def test_table_interpolates_quadrature(g):
+    """The memoized Chebyshev table of G(s) equals direct quadrature to 1e-12 relative, and
+    a value does not depend on the batch it is computed in."""
+    from gpukern.gaussian import quad_avg, table_avg
+
+    s = np.exp(np.random.default_rng(0).uniform(np.log(1e-7), np.log(1e3), 2000))
+    got = table_avg(g, s * s)
+    np.testing.assert_allclose(got, quad_avg(g, s * s), rtol=1e-12)
+    np.testing.assert_array_equal(table_avg(g, (s * s)[::7]), got[::7])
+    assert table_avg(g, np.array([0.0]))[0] == g(np.array([0.0]))[0]
