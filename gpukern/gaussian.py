@@ -214,30 +214,6 @@ def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array
         b1, b2 = 2.0 * x * b1 - b2 + coef[row, j], b1
     out[live] = x * b1 - b2 + coef[row, 0]
     return out.reshape(shape)
-    u = 0.5 * xp.log(s2[live])
-    panel = xp.floor(u / _PANEL).astype(xp.int64)
-    table = _TABLES.setdefault((g, order), {})
-    kmin, kmax = int(panel.min()), int(panel.max())
-    needed = [k for k in range(kmin, kmax + 1) if k not in table]
-    t, w = _cheb_nodes()
-    if needed:
-        centres = (np.asarray(needed, dtype=float)[:, None] + 0.5 + 0.5 * t[None, :]) * _PANEL
-        vals = BACKEND.to_host(quad_avg(g, xp.asarray(np.exp(2.0 * centres)).reshape(-1), order))
-        for k, row in zip(needed, vals.reshape(len(needed), _CHEB)):
-            table[k] = row
-    rows = xp.asarray(np.stack([table[k] for k in range(kmin, kmax + 1)]))
-    vals = rows[panel - kmin]  # (M, 21)
-    local = xp.clip(2.0 * (u / _PANEL - panel) - 1.0, -1.0, 1.0)  # in [-1, 1]
-    diff = local[:, None] - xp.asarray(t)[None, :]
-    exact = diff == 0
-    with _errstate():
-        c = xp.asarray(w)[None, :] / diff
-        interp = xp.sum(c * vals, axis=1) / xp.sum(c, axis=1)
-    hit = exact.any(axis=1)
-    if bool(hit.any()):
-        interp = xp.where(hit, xp.sum(xp.where(exact, vals, 0.0), axis=1), interp)
-    out[live] = interp
-    return out.reshape(shape)
 
 
 # ------------------------------------------------------------------------- 2-D pairs
