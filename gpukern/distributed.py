@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import numpy as np
 
 from . import _checks
 from ._backend import BACKEND
+from ._io import atomic_write
 from .analytic import Pair, _row_ids, compute_tile, layer_diagonals
 
 _NAMED = {"ntk": ("true", "true"), "sgntk": ("true", "surrogate"),
@@ -145,14 +145,6 @@ def save_npy_stack(arr, path: str | os.PathLike) -> None:
 
 
 # ------------------------------------------------------------------------------ sweeps
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def run_sweep(fn: Callable[..., Mapping], configs: Mapping[str, Mapping[str, Any]],
               out: str | os.PathLike, client=None, retries: int = 2) -> dict[str, Any]:
     """Run ``fn(**config)`` for every named config on the cluster; persist as results arrive.
@@ -186,7 +178,8 @@ def run_sweep(fn: Callable[..., Mapping], configs: Mapping[str, Mapping[str, Any
         except Exception as exc:  # persisted results stay; report the rest together
             failed[name] = repr(exc)
             continue
-        _atomic_json(out / f"{name}.json", res)
+        atomic_write(out / f"{name}.json",
+                     lambda fh, res=res: fh.write(json.dumps(res, indent=2, sort_keys=True).encode()))
         results[name] = res
     if failed:
         raise RuntimeError(f"{len(failed)} sweep task(s) failed after {retries} retries: {failed}")

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ import numpy as np
 
 from . import _checks
 from ._backend import BACKEND
-from .finite import Params, check_params, empirical_kernel, forward
+from ._io import atomic_write
+from .finite import Params, empirical_kernel, forward
 from .kernels import ops
 
 Array = Any
@@ -140,7 +140,7 @@ def _fingerprint(net, params: Params, x: Array, y: Array, lr: float, derivative:
 
 
 def _save(path: Path, fingerprint: str, step: int, params: Params, rec: dict) -> None:
-    """Write atomically: a temporary file in the same folder, then os.replace."""
+    """Write the state atomically (see gpukern._io.atomic_write)."""
     arrays = {f"w{i}": BACKEND.to_host(w) for i, w in enumerate(params.weights)}
     arrays |= {f"b{i}": BACKEND.to_host(b) for i, b in enumerate(params.biases)}
     rows = list(rec["rows"])
@@ -152,18 +152,7 @@ def _save(path: Path, fingerprint: str, step: int, params: Params, rec: dict) ->
     meta = {"format": _FORMAT, "fingerprint": fingerprint, "step": step,
             "n_layers": len(params.weights)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _load(path: Path, fingerprint: str) -> tuple[int, Params, dict]:
@@ -228,13 +217,9 @@ def train(
     ``progress=True`` shows a tqdm bar with the mean loss (needs tqdm).
     """
     d = net._side("derivative", derivative)
-    params = check_params(net._arch, params)
-    xa = _checks.inputs("x", x)
-    if xa.shape[1] != params.n_in:
-        raise ValueError(f"x has {xa.shape[1]} features but params expect n_in = {params.n_in}")
-    xa = xa.astype(params.dtype, copy=False)
+    params, xa = net._params_and_x(params, x)
     ya = _targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
-    xe = xa if x_eval is None else _checks.inputs("x_eval", x_eval, params.n_in).astype(params.dtype)
+    xe = xa if x_eval is None else net._params_and_x(params, x_eval, "x_eval")[1]
     lr = _checks.positive("lr", lr)
     steps = _checks.integer("steps", steps, 0)
     every = None if record_every is None else _checks.integer("record_every", record_every, 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import gpukern as gk
+from gpukern._io import atomic_write
 
 DEPTH = 2
 BIAS_STD = 0.1
@@ -151,24 +151,11 @@ def learning_rate(net: gk.MLP, x: np.ndarray, kernel: tuple[str, str]) -> float:
 
 
 def save_npz(path: Path, **arrays: Any) -> None:
-    _atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def save_json(path: Path, obj: Any) -> None:
-    _atomic(path, lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
 
 def figure(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2):
