@@ -101,6 +101,21 @@ def inputs(name: str, x: Any, n_features: int | None = None) -> Any:
     return arr
 
 
+def targets(name: str, y: Any, n: int) -> Any:
+    """``y`` as (n,) float64 on the backend: one finite target per input ((n, 1) accepted)."""
+    arr = BACKEND.xp.asarray(y)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one target per input), "
+                         f"got {tuple(arr.shape)}")
+    if not bool(BACKEND.xp.isfinite(arr).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr.astype(BACKEND.xp.float64, copy=False)
+
+
 def fits_in_memory(what: str, need_bytes: int) -> None:
     """Raise InsufficientMemoryError if ``need_bytes`` exceeds what the backend has free."""
     have = BACKEND.available_bytes()

@@ -33,9 +33,8 @@ from . import _checks
 from ._backend import BACKEND
 from ._io import atomic_write
 from .analytic import Pair, _row_ids, compute_tile, layer_diagonals
+from .network import KERNEL_SIDES
 
-_NAMED = {"ntk": ("true", "true"), "sgntk": ("true", "surrogate"),
-          "surrogate": ("surrogate", "surrogate")}
 _LOCAL: dict[str, Any] = {}
 
 
@@ -95,7 +94,7 @@ def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any
     import dask
     import dask.array as da
 
-    _checks.choice("which", which, ("nngp",) + tuple(_NAMED))
+    _checks.choice("which", which, ("nngp",) + tuple(KERNEL_SIDES))
     dt = _checks.float_dtype("dtype", dtype)
     r, c = _chunks(chunks)
     get_client(client)  # a running client (the array computes on it as the default)
@@ -105,7 +104,7 @@ def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any
     if which == "nngp":
         pairs, want_nngp = [], True
     else:
-        left, right = _NAMED[which]
+        left, right = KERNEL_SIDES[which]
         pairs = [Pair(net._side("left", left), net._side("right", right))]
         want_nngp = False
     rec = net._rec
@@ -194,12 +193,12 @@ def sgl_sweep_task(depth: int, width: int, k: float, networks: int, steps: int, 
     """
     import gpukern as gk
 
-    from .experiments.common import circle_task
+    from .experiments.common import circle_task, learning_rate
     from .experiments.ensembles import distances
 
     task = circle_task(n_test, n_train)
     net = gk.MLP(depth, gk.activations.sign(), gk.surrogates.erf(k), bias_std=0.1)
-    lr = 0.5 / float(np.abs(np.linalg.eigvals(net.sgntk(task.x_train))).max())
+    lr = learning_rate(net, task.x_train, ("true", "surrogate"))
     params = net.init(2, width, ensemble=networks, seed=seed)
     res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps, x_eval=task.x_test)
     pred = gk.predict(net, task.x_train, task.y_train, task.x_test, lr=lr, steps=steps,

@@ -18,8 +18,9 @@ from .gaussian import DEFAULT_ORDER
 
 Array = Any
 _SIDES = ("true", "surrogate")
-_NAMED = {"ntk": ("true", "true"), "sgntk": ("true", "surrogate"),
-          "surrogate": ("surrogate", "surrogate")}
+KERNEL_SIDES = {"ntk": ("true", "true"), "sgntk": ("true", "surrogate"),
+                "surrogate": ("surrogate", "surrogate")}
+"""Named kernels: (derivative at x1, derivative at x2)."""
 
 
 class MLP:
@@ -93,8 +94,8 @@ class MLP:
         if isinstance(which, str):
             which = (which,)
         for w in which:
-            _checks.choice("which", w, ("nngp",) + tuple(_NAMED))
-        pairs = {w: _NAMED[w] for w in which if w != "nngp"}
+            _checks.choice("which", w, ("nngp",) + tuple(KERNEL_SIDES))
+        pairs = {w: KERNEL_SIDES[w] for w in which if w != "nngp"}
         return self._compute(x1, x2, pairs, "nngp" in which, dtype)
 
     def kernel(self, x1: Array, x2: Array | None = None, left: str = "true",

@@ -33,12 +33,10 @@ import scipy.linalg
 
 from . import _checks
 from ._backend import BACKEND
-from .training import _targets
+from .network import KERNEL_SIDES
 
 Array = Any
 
-_KERNELS = {"sgntk": ("true", "surrogate"), "ntk": ("true", "true"),
-            "surrogate": ("surrogate", "surrogate")}
 _COND_LIMIT = 1e12
 
 
@@ -151,7 +149,7 @@ def _gaussian(a: Array, y: Array, s_xx: Array, s_xX: Array, s_XX: Array, full: b
 def _setup(net, x_train, y_train, x_test):
     xt = _checks.inputs("x_train", x_train)
     xs = _checks.inputs("x_test", x_test, n_features=xt.shape[1])
-    y = _targets("y_train", y_train, xt.shape[0])
+    y = _checks.targets("y_train", y_train, xt.shape[0])
     nngp = net.nngp(BACKEND.xp.concatenate([xs, xt]))
     m = xs.shape[0]
     return xt, xs, y, nngp[:m, :m], nngp[:m, m:], nngp[m:, m:]
@@ -173,8 +171,8 @@ def predict(net, x_train: Array, y_train: Array, x_test: Array, *, lr: float,
     ridge = _checks.nonnegative("ridge", ridge)
     times, discrete = _times(t, steps)
     if isinstance(kernel, str):
-        _checks.choice("kernel", kernel, tuple(_KERNELS))
-        left, right = _KERNELS[kernel]
+        _checks.choice("kernel", kernel, tuple(KERNEL_SIDES))
+        left, right = KERNEL_SIDES[kernel]
     else:
         left, right = kernel
     xt, xs, y, s_xx, s_xX, s_XX = _setup(net, x_train, y_train, x_test)

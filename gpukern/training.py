@@ -218,7 +218,7 @@ def train(
     """
     d = net._side("derivative", derivative)
     params, xa = net._params_and_x(params, x)
-    ya = _targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
+    ya = _checks.targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
     xe = xa if x_eval is None else net._params_and_x(params, x_eval, "x_eval")[1]
     lr = _checks.positive("lr", lr)
     steps = _checks.integer("steps", steps, 0)
@@ -286,20 +286,6 @@ def _copy(params: Params) -> Params:
     xp = BACKEND.xp
     return Params(tuple(xp.array(w, order="C") for w in params.weights),
                   tuple(xp.array(b, order="C") for b in params.biases))
-
-
-def _targets(name: str, y: Any, n: int) -> Array:
-    arr = BACKEND.xp.asarray(y)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one target per input), "
-                         f"got {tuple(arr.shape)}")
-    if not bool(BACKEND.xp.isfinite(arr).all()):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr.astype(BACKEND.xp.float64, copy=False)
 
 
 def _progress(enabled: bool, total: int, start: int):
