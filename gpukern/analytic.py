@@ -161,6 +161,15 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
     q2 = q1 if x2 is None else layer_diagonals(rec, xp.sum(xb * xb, axis=1), n0)
     n1, n2 = x1.shape[0], xb.shape[0]
     mirror = x2 is None and all(p.symmetric for p in pairs)
+    if _use_cpu_fused(rec, pairs):  # one call: its own row blocks, both cores
+        from .kernels import cpu_fused
+
+        nngp, outs = cpu_fused.recursion(rec.depth, rec.weight_std**2, rec.bias_std**2,
+                                         rec.sigma, _sides(pairs), x1, xb, np.stack(q1),
+                                         np.stack(q2), ids1, ids2, mirror, dtype, want_nngp)
+        if any(f.is_delta for p in pairs for f in (p.left, p.right)):  # else all finite
+            _warn_inf(outs)
+        return nngp, outs
     nngp = xp.empty((n1, n2), dtype=dtype) if want_nngp else None
     outs = [xp.empty((n1, n2), dtype=dtype) for _ in pairs]
     for i0 in range(0, n1, tile):
@@ -176,6 +185,12 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
                 out[i0:i1, j0:j1] = block
                 if mirror and j0 != i0:
                     out[j0:j1, i0:i1] = block.T
+    _warn_inf(outs)
+    return nngp, outs
+
+
+def _warn_inf(outs: list[Array]) -> None:
+    xp = BACKEND.xp
     n_inf = sum(int(xp.isinf(o).sum()) for o in outs)
     if n_inf:
         warnings.warn(
@@ -183,9 +198,8 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
             "(a delta derivative on both sides) diverges at coinciding inputs. "
             "The SG-NTK (net.sgntk) stays finite.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return nngp, outs
 
 
 DETERMINISTIC_GRAM_MAX_FEATURES = 64
@@ -211,9 +225,29 @@ def compute_tile(rec: Recursion, pairs: list[Pair], xa: Array, xb: Array, q1: li
     The unit of work of ``compute`` and of ``gpukern.distributed``: an entry's value
     depends only on its two points, never on the tile it is computed in.
     """
+    if _use_cpu_fused(rec, pairs):
+        from .kernels import cpu_fused
+
+        sig, ks = cpu_fused.recursion(rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma,
+                                      _sides(pairs), xa, xb, np.stack(q1), np.stack(q2), ida,
+                                      idb, False, np.float64)
+        return sig, ks
     gram = input_gram(xa, xb)
     tile_fn = _fused_tile if _use_fused(rec, pairs) else _tile
     return tile_fn(rec, pairs, xa, xb, gram, q1, q2, ida, idb)
+
+
+def _sides(pairs: list[Pair]) -> list[tuple[ScalarFunction, ScalarFunction]]:
+    return [(p.left, p.right) for p in pairs]
+
+
+def _use_cpu_fused(rec: Recursion, pairs: list[Pair]) -> bool:
+    """The NumPy backend runs closed-form recursions in the compiled CPU loop, if it built."""
+    if BACKEND.name != "numpy":
+        return False
+    from .kernels import cpu_fused
+
+    return cpu_fused.supports(rec.sigma, _sides(pairs)) and cpu_fused.available()
 
 
 def _use_fused(rec: Recursion, pairs: list[Pair]) -> bool:

@@ -1,93 +1,192 @@
 // Closed-form Gaussian expectations (gpukern/gaussian.py, gpukern/functions.py):
 //   gauss_avg(g, s2)           E[g(v)], v ~ N(0, s2)
 //   pair(f, g, q, qp, c, det)  E[f(u) g(v)], (u, v) ~ N(0, [[q, c], [c, qp]])
-// Each returns false through `ok` where no closed form exists (quadrature pairs run on
-// the array path instead). The operation order follows the NumPy code, so that host
-// builds with -ffp-contract=off agree with it to rounding.
+// Each formula is written once, for kinds known at compile time (gauss_avg_k<K>,
+// pair_k<F, G>), so that a loop over entries of one pair has no branch on the kind and
+// vectorises (the CPU path, cuda/cpu_recursion.cpp); gauss_avg and pair dispatch on the
+// runtime kinds and return false through `ok` where no closed form exists (quadrature
+// pairs run on the array path instead). The operation order follows the NumPy code, so
+// that host builds with -ffp-contract=off agree with it to rounding.
 #pragma once
 
 #include "functions.cuh"
 
 namespace gk {
 
-template <typename T>
-GK_HD T gauss_avg(const Fn& g, T s2, bool& ok) {
-  ok = true;
+constexpr int kNoKind = -1;  // a kind index outside the enum (dispatch's default)
+
+// Kinds whose Gaussian average has a closed form.
+template <int K>
+GK_HD constexpr bool has_avg() {
+  return K == kErfStep || K == kGaussBump || K == kHeaviside || K == kReLU ||
+         K == kIdentity || K == kConstant || K == kAtan || K == kBoxcar || K == kTriangle;
+}
+
+// Kind pairs (f, g) whose E[f(u) g(v)] has a closed form (the order of pair_k's cases).
+template <int F, int G>
+GK_HD constexpr bool has_pair() {
+  if (F == kGaussBump) return has_avg<G>();
+  if (G == kGaussBump) return has_avg<F>();
+  if (F == kConstant) return has_avg<G>();
+  if (G == kConstant) return has_avg<F>();
+  return F == G && (F == kErfStep || F == kHeaviside || F == kReLU || F == kIdentity);
+}
+
+template <int K, typename T>
+GK_HD T gauss_avg_k(const Fn& g, T s2) {
   const T a = T(g.a), b = T(g.b), c = T(g.c);
-  switch (g.kind) {
-    case kErfStep:
-      return c;
-    case kGaussBump:  // weight / sqrt(pi (t + 2 s2)); +inf for a delta at s2 = 0
-      return b / sqrt(T(kPi) * (a + T(2) * s2));
-    case kHeaviside:
-      return T(0.5) * b;
-    case kReLU:
-      return sqrt(s2) * T(kInvSqrt2Pi);
-    case kIdentity:
-      return T(0);
-    case kConstant:
-      return b;
-    case kAtan: {  // sqrt(pi) z erfcx(z), z = 1 / (sqrt 2 (pi alpha / 2) s)
-      const T s = sqrt(s2);
-      if (!(s > T(0))) return b * a;
-      const T z = T(1) / (T(kSqrt2) * (T(kPi) * a / T(2)) * s);
-      return (b * a) * (T(kSqrtPi) * z * erfcx_pos(z));
-    }
-    case kBoxcar: {  // (2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w
-      const T s = sqrt(s2);
-      if (!(s > T(0))) return b * (T(1) / a);
-      return b * (erf(a / (T(kSqrt2) * s)) / a);
-    }
-    case kTriangle: {  // (4/w)[erf(z/sqrt 2)/2 + (s/w) phi(0) expm1(-z^2/2)], z = w/s
-      const T s = sqrt(s2);
-      if (!(s > T(0))) return b * (T(2) / a);
-      const T z = a / s;
-      return b * ((T(4) / a) * (T(0.5) * erf(z * (T(1) / T(kSqrt2))) +
-                                (s / a) * T(kInvSqrt2Pi) * expm1(T(-0.5) * z * z)));
-    }
+  if constexpr (K == kErfStep) {
+    return c;
+  } else if constexpr (K == kGaussBump) {  // weight / sqrt(pi (t + 2 s2)); +inf: delta, s2 = 0
+    return b / sqrt(T(kPi) * (a + T(2) * s2));
+  } else if constexpr (K == kHeaviside) {
+    return T(0.5) * b;
+  } else if constexpr (K == kReLU) {
+    return sqrt(s2) * T(kInvSqrt2Pi);
+  } else if constexpr (K == kIdentity) {
+    return T(0);
+  } else if constexpr (K == kConstant) {
+    return b;
+  } else if constexpr (K == kAtan) {  // sqrt(pi) z erfcx(z), z = 1 / (sqrt 2 (pi alpha / 2) s)
+    const T s = sqrt(s2);
+    if (!(s > T(0))) return b * a;
+    const T z = T(1) / (T(kSqrt2) * (T(kPi) * a / T(2)) * s);
+    return (b * a) * (T(kSqrtPi) * z * erfcx_pos(z));
+  } else if constexpr (K == kBoxcar) {  // (2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w
+    const T s = sqrt(s2);
+    if (!(s > T(0))) return b * (T(1) / a);
+    return b * (erf(a / (T(kSqrt2) * s)) / a);
+  } else if constexpr (K == kTriangle) {  // (4/w)[erf(z/sqrt 2)/2 + (s/w) phi(0) expm1(-z^2/2)]
+    const T s = sqrt(s2);
+    if (!(s > T(0))) return b * (T(2) / a);
+    const T z = a / s;
+    return b * ((T(4) / a) * (T(0.5) * erf(z * (T(1) / T(kSqrt2))) +
+                              (s / a) * T(kInvSqrt2Pi) * expm1(T(-0.5) * z * z)));
+  } else {
+    return T(0);  // no closed form (has_avg<K>() is false)
   }
-  ok = false;
-  return T(0);
 }
 
 // E[bump(u) g(v)] = pref * E_{N(0, s2)}[g], pref = weight / sqrt(pi (t + 2q)),
 // s2 = (t q' + 2 det) / (t + 2q); +inf where pref is (a delta at q = 0).
-template <typename T>
-GK_HD T tilted(const Fn& bump, const Fn& g, T q, T qp, T det, bool& ok) {
+template <int G, typename T>
+GK_HD T tilted_k(const Fn& bump, const Fn& g, T q, T qp, T det) {
   const T t = T(bump.a);
   const T denom = t + T(2) * q;
   const T pref = T(bump.b) / sqrt(T(kPi) * denom);
   const T s2 = denom > T(0) ? (t * qp + T(2) * det) / denom : qp;
-  const T avg = gauss_avg(g, s2, ok);
+  const T avg = gauss_avg_k<G, T>(g, s2);
   if (isinf(pref)) return T(INFINITY);
   return pref * avg;
 }
 
-template <typename T>
-GK_HD T pair(const Fn& f, const Fn& g, T q, T qp, T c, T det, bool& ok) {
-  ok = true;
-  if (f.kind == kGaussBump) return tilted(f, g, q, qp, det, ok);
-  if (g.kind == kGaussBump) return tilted(g, f, qp, q, det, ok);
-  if (f.kind == kConstant) return T(f.b) * gauss_avg(g, qp, ok);
-  if (g.kind == kConstant) return T(g.b) * gauss_avg(f, q, ok);
-  if (f.kind == kErfStep && g.kind == kErfStep) {
+template <int F, int G, typename T>
+GK_HD T pair_k(const Fn& f, const Fn& g, T q, T qp, T c, T det) {
+  if constexpr (F == kGaussBump) {
+    return tilted_k<G, T>(f, g, q, qp, det);
+  } else if constexpr (G == kGaussBump) {
+    return tilted_k<F, T>(g, f, qp, q, det);
+  } else if constexpr (F == kConstant) {
+    return T(f.b) * gauss_avg_k<G, T>(g, qp);
+  } else if constexpr (G == kConstant) {
+    return T(g.b) * gauss_avg_k<F, T>(f, q);
+  } else if constexpr (F == kErfStep && G == kErfStep) {
     const T t1 = T(f.a), t2 = T(g.a);
     const T rest = t1 * t2 + T(2) * t1 * qp + T(2) * t2 * q + T(4) * det;
     const T angle = atan2(T(2) * c, sqrt(rest));
     return T(f.c) * T(g.c) + T(f.b) * T(g.b) * (T(2) / T(kPi)) * angle;
-  }
-  if (f.kind == kHeaviside && g.kind == kHeaviside) {
+  } else if constexpr (F == kHeaviside && G == kHeaviside) {
     const T angle = atan2(c, sqrt(det));
     return T(f.b) * T(g.b) * (T(0.25) + angle * (T(0.5) / T(kPi)));
-  }
-  if (f.kind == kReLU && g.kind == kReLU) {
+  } else if constexpr (F == kReLU && G == kReLU) {
     const T root = sqrt(det);
     const T theta = atan2(root, c);
     return (root + (T(kPi) - theta) * c) * (T(0.5) / T(kPi));
+  } else if constexpr (F == kIdentity && G == kIdentity) {
+    return c;
+  } else {
+    return T(0);  // no closed form (has_pair<F, G>() is false)
   }
-  if (f.kind == kIdentity && g.kind == kIdentity) return c;
-  ok = false;
-  return T(0);
+}
+
+// Calls op.template run<K>() with the runtime kind k as a compile-time constant.
+template <typename Op>
+GK_HD auto dispatch_kind(int k, Op& op) {
+  switch (k) {
+    case kErfStep: return op.template run<kErfStep>();
+    case kGaussBump: return op.template run<kGaussBump>();
+    case kHeaviside: return op.template run<kHeaviside>();
+    case kReLU: return op.template run<kReLU>();
+    case kIdentity: return op.template run<kIdentity>();
+    case kConstant: return op.template run<kConstant>();
+    case kSigmoid: return op.template run<kSigmoid>();
+    case kFastSigmoid: return op.template run<kFastSigmoid>();
+    case kAtan: return op.template run<kAtan>();
+    case kBoxcar: return op.template run<kBoxcar>();
+    case kTriangle: return op.template run<kTriangle>();
+  }
+  return op.template run<kNoKind>();
+}
+
+// Calls op.template run<F, G>() with both runtime kinds as compile-time constants.
+template <typename Op>
+struct SecondKind {
+  Op& op;
+  template <int G>
+  struct Bound {
+    Op& op;
+    template <int F>
+    GK_HD auto run() { return op.template run<F, G>(); }
+  };
+  int kf;
+  template <int G>
+  GK_HD auto run() {
+    Bound<G> b{op};
+    return dispatch_kind(kf, b);
+  }
+};
+
+template <typename Op>
+GK_HD auto dispatch_pair(int kf, int kg, Op& op) {
+  SecondKind<Op> second{op, kf};
+  return dispatch_kind(kg, second);
+}
+
+template <typename T>
+struct AvgOp {
+  const Fn& g;
+  T s2;
+  bool& ok;
+  template <int K>
+  GK_HD T run() {
+    ok = has_avg<K>();
+    return gauss_avg_k<K, T>(g, s2);
+  }
+};
+
+template <typename T>
+GK_HD T gauss_avg(const Fn& g, T s2, bool& ok) {
+  AvgOp<T> op{g, s2, ok};
+  return dispatch_kind(g.kind, op);
+}
+
+template <typename T>
+struct PairOp {
+  const Fn& f;
+  const Fn& g;
+  T q, qp, c, det;
+  bool& ok;
+  template <int F, int G>
+  GK_HD T run() {
+    ok = has_pair<F, G>();
+    return pair_k<F, G, T>(f, g, q, qp, c, det);
+  }
+};
+
+template <typename T>
+GK_HD T pair(const Fn& f, const Fn& g, T q, T qp, T c, T det, bool& ok) {
+  PairOp<T> op{f, g, q, qp, c, det, ok};
+  return dispatch_pair(f.kind, g.kind, op);
 }
 
 }  // namespace gk

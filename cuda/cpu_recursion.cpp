@@ -1,0 +1,238 @@
+// The fused recursion on the CPU: the same per-entry math as the GPU kernel
+// (gpukern/recursion.cuh, gaussian.cuh), restructured for a CPU core. Each thread takes
+// rows i; for a chunk of B columns it computes the input Gram, then walks all layers with
+// every pair (left, right) dispatched once per chunk to a loop over the chunk that has no
+// branch on the kinds, so that the compiler vectorises it (with glibc's libmvec for
+// atan2/erf/exp where GK_LIBMVEC is defined). Results are computed in double and written
+// in the output type. Compiled at first use by gpukern/kernels/cpu_fused.py:
+//   g++ -O3 -march=native -fopenmp -fno-math-errno -ffp-contract=off [-DGK_LIBMVEC -lmvec]
+//
+// An entry's value does not depend on where it sits: every loop runs over whole padded
+// chunks of aligned buffers (no scalar prologue or epilogue that would round differently).
+#ifdef GK_LIBMVEC
+// glibc declares its vector variants only under -ffast-math; declared here instead.
+extern "C" {
+#pragma omp declare simd notinbranch
+double atan2(double, double) noexcept;
+#pragma omp declare simd notinbranch
+double erf(double) noexcept;
+#pragma omp declare simd notinbranch
+double erfc(double) noexcept;
+#pragma omp declare simd notinbranch
+double exp(double) noexcept;
+#pragma omp declare simd notinbranch
+double expm1(double) noexcept;
+}
+#endif
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "gpukern/recursion.cuh"
+
+namespace {
+
+constexpr int kChunk = 256;  // columns per chunk (a multiple of every vector width)
+constexpr int kAlign = 64;
+
+struct alignas(kAlign) Buf {
+  double v[kChunk];
+};
+
+// out[j] = E[f(u_j) g(v_j)] over one chunk, for the kinds of (f, g) as constants.
+struct PairChunk {
+  const gk::Fn& f;
+  const gk::Fn& g;
+  double q;
+  const double* __restrict qp;
+  const double* __restrict c;
+  const double* __restrict det;
+  double* __restrict out;
+
+  template <int F, int G>
+  bool run() {
+    if constexpr (!gk::has_pair<F, G>()) {
+      return false;
+    } else {
+      const gk::Fn ff = f, gg = g;
+      const double qq = q;
+      const double* __restrict qpv = qp;
+      const double* __restrict cv = c;
+      const double* __restrict detv = det;
+      double* __restrict o = out;
+#pragma omp simd aligned(qpv, cv, detv, o : kAlign)
+      for (int j = 0; j < kChunk; ++j)
+        o[j] = gk::pair_k<F, G, double>(ff, gg, qq, qpv[j], cv[j], detv[j]);
+      return true;
+    }
+  }
+};
+
+bool pair_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* qp, const double* c,
+                const double* det, double* out) {
+  PairChunk op{f, g, q, qp, c, det, out};
+  return gk::dispatch_pair(f.kind, g.kind, op);
+}
+
+// Per-thread state: the chunk's buffers.
+struct Work {
+  Buf gram, sig, next, c, det, d, qp, same;
+  Buf k[gk::kMaxPairs];
+};
+
+template <typename Out>
+int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
+              const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
+              double sb2, const double* fns, int npairs, int upper, Out* nngp, Out* kout) {
+  const gk::Fn sigma = gk::make_fn(fns);
+  gk::Fn lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
+  for (int p = 0; p < npairs; ++p) {
+    lefts[p] = gk::make_fn(fns + 4 * (1 + 2 * p));
+    rights[p] = gk::make_fn(fns + 4 * (2 + 2 * p));
+  }
+  // columns padded to whole chunks: x2 transposed (n0, m), q2 (depth, m), ids (m)
+  const int64_t m = ((int64_t)n2 + kChunk - 1) / kChunk * kChunk + kChunk;
+  std::vector<double> x2t((size_t)n0 * m, 0.0), q2p((size_t)depth * m, 1.0);
+  std::vector<int64_t> id2p((size_t)m, -1);
+  for (int j = 0; j < n2; ++j) {
+    for (int k = 0; k < n0; ++k) x2t[(size_t)k * m + j] = x2[(int64_t)j * n0 + k];
+    for (int l = 0; l < depth; ++l) q2p[(size_t)l * m + j] = q2[(int64_t)l * n2 + j];
+    id2p[j] = id2[j];
+  }
+  const bool exact_det = n0 <= gk::kExactDetMaxFeatures;
+  const double inv_n0 = 1.0 / n0;
+  int status = 1;
+
+#pragma omp parallel
+  {
+    Work* w = static_cast<Work*>(std::aligned_alloc(kAlign, sizeof(Work)));
+    bool good = true;
+#pragma omp for schedule(dynamic, 8)
+    for (int i = 0; i < n1; ++i) {
+      const double* xi = x1 + (int64_t)i * n0;
+      for (int j0 = upper ? i : 0; j0 < n2; j0 += kChunk) {
+        const int len = std::min(kChunk, n2 - j0);
+        double* __restrict g = w->gram.v;
+        double* __restrict same = w->same.v;
+        // <x_i, x_j>/n0 summed feature by feature (analytic.input_gram's order)
+        {
+          const double* xt = x2t.data() + j0;
+          const double a0 = xi[0];
+#pragma omp simd aligned(g : kAlign)
+          for (int j = 0; j < kChunk; ++j) g[j] = a0 * xt[j];
+          for (int k = 1; k < n0; ++k) {
+            const double ak = xi[k];
+            const double* col = xt + (size_t)k * m;
+#pragma omp simd aligned(g : kAlign)
+            for (int j = 0; j < kChunk; ++j) g[j] += ak * col[j];
+          }
+        }
+        const int64_t idi = id1[i];
+        for (int j = 0; j < kChunk; ++j) same[j] = id2p[j0 + j] == idi ? 1.0 : 0.0;
+        double* __restrict sig = w->sig.v;
+#pragma omp simd aligned(sig, g : kAlign)
+        for (int j = 0; j < kChunk; ++j) sig[j] = sw2 * (g[j] * inv_n0) + sb2;
+        for (int p = 0; p < npairs; ++p)
+          std::copy(sig, sig + kChunk, w->k[p].v);
+
+        for (int l = 0; l < depth; ++l) {
+          const double q = q1[(int64_t)l * n1 + i];
+          double* __restrict qp = w->qp.v;
+          double* __restrict c = w->c.v;
+          double* __restrict det = w->det.v;
+          std::copy(q2p.data() + (size_t)l * m + j0, q2p.data() + (size_t)l * m + j0 + kChunk,
+                    qp);
+#pragma omp simd aligned(qp, c, det, sig, same : kAlign)
+          for (int j = 0; j < kChunk; ++j) {
+            c[j] = same[j] != 0.0 ? q : sig[j];
+            const double r = q * qp[j] - c[j] * c[j];
+            det[j] = same[j] != 0.0 ? 0.0 : (r > 0.0 ? r : 0.0);
+          }
+          if (l == 0 && exact_det)
+            for (int j = 0; j < len; ++j)
+              if (same[j] == 0.0)
+                det[j] = gk::layer1_det(xi, x2 + (int64_t)(j0 + j) * n0, n0, sw2, sb2);
+          double* __restrict next = w->next.v;
+          double* __restrict d = w->d.v;
+          good = pair_chunk(sigma, sigma, q, qp, c, det, next) && good;
+#pragma omp simd aligned(next : kAlign)
+          for (int j = 0; j < kChunk; ++j) next[j] = sw2 * next[j] + sb2;
+          for (int p = 0; p < npairs; ++p) {
+            good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d) && good;
+            double* __restrict kp = w->k[p].v;
+#pragma omp simd aligned(kp, d, next : kAlign)
+            for (int j = 0; j < kChunk; ++j) kp[j] = next[j] + sw2 * gk::mul0(d[j], kp[j]);
+          }
+          std::copy(next, next + kChunk, sig);
+        }
+        const int64_t row = (int64_t)i * n2 + j0;
+        if (nngp)
+          for (int j = 0; j < len; ++j) nngp[row + j] = static_cast<Out>(sig[j]);
+        for (int p = 0; p < npairs; ++p)
+          for (int j = 0; j < len; ++j)
+            kout[(int64_t)p * n1 * n2 + row + j] = static_cast<Out>(w->k[p].v[j]);
+      }
+    }
+    std::free(w);
+    if (!good) {
+#pragma omp atomic write
+      status = 0;
+    }
+  }
+  return status;
+}
+
+// Lower triangle := transpose of the upper one, in cache-sized blocks.
+template <typename Out>
+void mirror(int n, Out* a) {
+  constexpr int kB = 64;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int bi = 0; bi < n; bi += kB)
+    for (int bj = 0; bj <= bi; bj += kB)
+      for (int i = bi; i < std::min(n, bi + kB); ++i)
+        for (int j = bj; j < std::min(i, bj + kB); ++j) a[(int64_t)i * n + j] = a[(int64_t)j * n + i];
+}
+
+template <typename Out>
+int run(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
+        const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
+        double sb2, const double* fns, int npairs, int upper, Out* nngp, Out* kout) {
+  const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns,
+                                npairs, upper, nngp, kout);
+  if (upper) {
+    if (nngp) mirror(n1, nngp);
+    for (int p = 0; p < npairs; ++p) mirror(n1, kout + (int64_t)p * n1 * n1);
+  }
+  return ok;
+}
+
+}  // namespace
+
+extern "C" {
+
+// NNGP (nngp may be null) and npairs kernels (kout: npairs x n1 x n2) of x1 (n1, n0)
+// against x2 (n2, n0); q1 (depth, n1), q2 (depth, n2) the layer diagonals; id1, id2 row
+// ids (equal: identical inputs). upper != 0 (x2 is x1, all kernels symmetric): the upper
+// triangle is computed and mirrored. Returns 0 if a pair has no closed form.
+int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
+                         const double* q1, const double* q2, const int64_t* id1,
+                         const int64_t* id2, int depth, double sw2, double sb2,
+                         const double* fns, int npairs, int upper, double* nngp, double* kout) {
+  return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, npairs, upper,
+                     nngp, kout);
+}
+
+int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double* x2,
+                         const double* q1, const double* q2, const int64_t* id1,
+                         const int64_t* id2, int depth, double sw2, double sb2,
+                         const double* fns, int npairs, int upper, float* nngp, float* kout) {
+  return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, npairs, upper,
+                    nngp, kout);
+}
+
+int gk_cpu_threads() { return omp_get_max_threads(); }
+}

@@ -1,0 +1,141 @@
+"""The fused analytic recursion on the CPU: ``cuda/cpu_recursion.cpp`` built for the host.
+
+The same per-entry math as the GPU kernel (the ``cuda/gpukern/*.cuh`` headers), compiled
+once per machine with the host C++ compiler (OpenMP over rows, loops vectorised with
+glibc's libmvec where it links) into a cache folder and loaded with ctypes. Memoized: the
+first call compiles (a few seconds), later calls and later processes load the cached
+library (its name is a hash of the sources, flags and compiler).
+
+Without a C++ compiler, or with ``GPUKERN_CPU_FUSED=0``, ``library()`` is None and the
+NumPy array path computes the same kernels. Like the GPU kernel it covers closed-form
+pairs only (:func:`supports`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cupy_fused import MAX_PAIRS, cuda_dir, descriptors
+from .cupy_fused import supports as supports  # the same closed-form rule as on the GPU
+
+Array = Any
+
+_BASE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno",
+               "-ffp-contract=off", "-shared", "-fPIC")
+_LIBMVEC = ("-DGK_LIBMVEC",), ("-lmvec",)  # defines, libraries
+_D = ctypes.POINTER(ctypes.c_double)
+_F = ctypes.POINTER(ctypes.c_float)
+_I64 = ctypes.POINTER(ctypes.c_int64)
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: $GPUKERN_CACHE_DIR, else ~/.cache/gpukern."""
+    env = os.environ.get("GPUKERN_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base if env else base / "gpukern"
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
+def _build(cxx: str, flags: tuple[str, ...], libs: tuple[str, ...] = ()) -> Path | None:
+    """Compile (or find in the cache) the library for these flags; None if it fails."""
+    src = cuda_dir()
+    sources = [src / "cpu_recursion.cpp"] + sorted((src / "gpukern").glob("*.cuh"))
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([version, *flags, *libs] + [p.read_text() for p in sources])
+                         .encode()).hexdigest()[:16]
+    target = cache_dir() / f"libgk_cpu_{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        cmd = [cxx, *flags, f"-I{src}", str(src / "cpu_recursion.cpp"), "-o", str(out), *libs]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            return None
+        os.replace(out, target)  # atomic: a concurrent process sees all or nothing
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded library, or None (no compiler, build failed, or GPUKERN_CPU_FUSED=0)."""
+    if os.environ.get("GPUKERN_CPU_FUSED", "1") == "0":
+        return None
+    cxx = _compiler()
+    if cxx is None:
+        return None
+    path = _build(cxx, _BASE_FLAGS + _LIBMVEC[0], _LIBMVEC[1]) or _build(cxx, _BASE_FLAGS)
+    if path is None:
+        warnings.warn("gpukern: the CPU recursion did not compile; using the NumPy path",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    lib = ctypes.CDLL(str(path))
+    head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _D, _I64, _I64, ctypes.c_int,
+            ctypes.c_double, ctypes.c_double, _D, ctypes.c_int, ctypes.c_int]
+    lib.gk_cpu_recursion_f64.argtypes = head + [_D, _D]
+    lib.gk_cpu_recursion_f32.argtypes = head + [_F, _F]
+    lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
+    lib.gk_cpu_threads.restype = ctypes.c_int
+    return lib
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def threads() -> int:
+    """OpenMP threads the library uses (OMP_NUM_THREADS, else all cores)."""
+    lib = library()
+    return int(lib.gk_cpu_threads()) if lib is not None else 1
+
+
+def _ptr(a: np.ndarray, kind):
+    return a.ctypes.data_as(kind)
+
+
+def recursion(depth: int, sw2: float, sb2: float, sigma, pairs, x1: np.ndarray,
+              x2: np.ndarray, q1: np.ndarray, q2: np.ndarray, id1: np.ndarray, id2: np.ndarray,
+              upper: bool, dtype: Any, want_nngp: bool = True
+              ) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """NNGP and kernels of x1 (n1, n0) against x2 (n2, n0) in one call.
+
+    q1 (depth, n1), q2 (depth, n2): the layer diagonals; id1, id2: row ids. ``upper``
+    (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
+    Outputs are written in ``dtype`` (float32 or float64), computed in float64.
+    """
+    lib = library()
+    if lib is None or len(pairs) > MAX_PAIRS:
+        raise RuntimeError("the CPU recursion is not available here")
+    dt = np.dtype(dtype)
+    n1, n2 = x1.shape[0], x2.shape[0]
+    nngp = np.empty((n1, n2), dtype=dt) if want_nngp else None
+    kout = np.empty((len(pairs), n1, n2), dtype=dt)
+    fns = descriptors(sigma, pairs)
+    c64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    x1, x2, q1, q2 = c64(x1), c64(x2), c64(q1), c64(q2)
+    id1 = np.ascontiguousarray(id1, dtype=np.int64)
+    id2 = np.ascontiguousarray(id2, dtype=np.int64)
+    kind = _F if dt == np.float32 else _D
+    fn = lib.gk_cpu_recursion_f32 if dt == np.float32 else lib.gk_cpu_recursion_f64
+    ok = fn(n1, n2, x1.shape[1], _ptr(x1, _D), _ptr(x2, _D), _ptr(q1, _D), _ptr(q2, _D),
+            _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(fns, _D), len(pairs),
+            int(upper), _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
+    if not ok:
+        raise RuntimeError("the CPU recursion met a pair without a closed form "
+                           "(supports() said yes)")
+    return nngp, [kout[p] for p in range(len(pairs))]

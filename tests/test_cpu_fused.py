@@ -1,0 +1,133 @@
+"""The compiled CPU recursion (cuda/cpu_recursion.cpp) against the NumPy array path.
+
+Both evaluate the same formulas in float64; they differ only in the elementary functions
+(glibc's libmvec vs NumPy's SIMD atan2/erf/exp, each within a few ulp), so entries agree
+to ~1e-15 relative per layer; 1e-13 leaves room for the growth of rounding through three
+layers near coinciding points, and is far below any modelling tolerance.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gpukern as gk
+from gpukern import analytic
+from gpukern.kernels import cpu_fused
+from gpukern.network import KERNEL_SIDES
+
+pytestmark = pytest.mark.skipif(not cpu_fused.available(),
+                                reason="no host C++ compiler: the NumPy path is used")
+
+ACTIVATIONS = {"erf": gk.activations.erf(2.0), "sign": gk.activations.sign(),
+               "step": gk.activations.step(), "relu": gk.activations.relu(),
+               "linear": gk.activations.linear()}
+SURROGATES = {"erf": gk.surrogates.erf(1.5), "atan": gk.surrogates.atan(2.0),
+              "boxcar": gk.surrogates.boxcar(0.7), "triangle": gk.surrogates.triangle(0.9)}
+
+
+def _inputs(n: int, n0: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, n0))
+    x[0] = 0.0  # the degenerate point
+    x[3] = 2.5 * x[2]  # collinear
+    x[5] = x[1]  # coinciding rows
+    return x
+
+
+def _numpy_path(monkeypatch, net, x1, x2, which):
+    with monkeypatch.context() as m:
+        m.setattr(analytic, "_use_cpu_fused", lambda rec, pairs: False)
+        return net.kernels(x1, x2, which=which)
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+@pytest.mark.parametrize("sur", list(SURROGATES))
+@pytest.mark.parametrize("depth, bias, n0", [(1, 0.0, 3), (3, 0.2, 2), (2, 0.1, 12)])
+def test_agrees_with_numpy_path(monkeypatch, act, sur, depth, bias, n0):
+    net = gk.MLP(depth, ACTIVATIONS[act], SURROGATES[sur], weight_std=1.3, bias_std=bias)
+    x1 = _inputs(9, n0, depth)
+    x2 = np.concatenate([x1[[1, 4, 2]], np.random.default_rng(7).normal(size=(4, n0))])
+    # closed forms only: the rest run on the NumPy path in both calls
+    which = ("nngp",) + tuple(name for name, (a, b) in KERNEL_SIDES.items()
+                              if cpu_fused.supports(net.activation.function,
+                                                    [(net._side("left", a), net._side("right", b))])
+                              and not (a == b == "true" and net.activation.has_jump))
+    for a, b in ((x1, None), (x1, x2)):
+        with np.errstate(all="ignore"):
+            got = net.kernels(a, b, which=which)
+            ref = _numpy_path(monkeypatch, net, a, b, which)
+        for name in which:
+            np.testing.assert_array_equal(np.isinf(got[name]), np.isinf(ref[name]), err_msg=name)
+            fin = np.isfinite(ref[name])
+            np.testing.assert_allclose(got[name][fin], ref[name][fin], rtol=1e-13, atol=1e-15,
+                                       err_msg=name)
+
+
+def test_sign_ntk_infinite_where_numpy_path_is(monkeypatch):
+    net = gk.MLP(2, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
+    x = _inputs(8, 3, 1)
+    with pytest.warns(RuntimeWarning, match="inf"):
+        got = net.ntk(x)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="inf"):
+        ref = _numpy_path(monkeypatch, net, x, None, ("ntk",))["ntk"]
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+    assert np.isinf(got).any()
+
+
+@pytest.mark.parametrize("n0", [3, 16])
+def test_entry_independent_of_block(n0):
+    """An entry is bitwise the same whatever block it is computed in (vector lanes, chunk
+    offsets, the mirrored triangle): every loop runs over whole padded chunks."""
+    net = gk.MLP(3, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.1)
+    x = _inputs(700, n0, 3)
+    which = ("nngp", "ntk")
+    full = net.kernels(x, x, which=which)
+    for r0, r1, c0, c1 in ((3, 250, 301, 699), (650, 700, 1, 2), (17, 18, 0, 700),
+                           (0, 700, 5, 6)):
+        part = net.kernels(x[r0:r1], x[c0:c1], which=which)
+        for name in which:
+            np.testing.assert_array_equal(part[name], full[name][r0:r1, c0:c1], err_msg=name)
+    # x2 = None: the upper triangle as computed directly, mirrored below the diagonal
+    sym = net.kernels(x, which=which)
+    for name in which:
+        np.testing.assert_array_equal(np.triu(sym[name]), np.triu(full[name]), err_msg=name)
+        np.testing.assert_array_equal(sym[name], sym[name].T, err_msg=name)
+
+
+def test_float32_is_the_rounded_float64():
+    net = gk.MLP(3, gk.activations.sign(), gk.surrogates.atan(2.0), bias_std=0.1)
+    x = _inputs(300, 5, 4)
+    k64 = net.sgntk(x)
+    k32 = net.sgntk(x, dtype=np.float32)
+    assert k32.dtype == np.float32
+    np.testing.assert_array_equal(k32, k64.astype(np.float32))
+
+
+def test_fallback_without_the_library(tmp_path):
+    """GPUKERN_CPU_FUSED=0 (as without a compiler): the NumPy path gives the kernels."""
+    code = ("import numpy as np, gpukern as gk\n"
+            "from gpukern.kernels import cpu_fused\n"
+            "assert cpu_fused.library() is None\n"
+            "x = np.random.default_rng(0).normal(size=(20, 3))\n"
+            "k = gk.MLP(2, gk.activations.erf(1.0)).ntk(x)\n"
+            "np.save(r'%s', k)\n" % (tmp_path / "k.npy"))
+    env = dict(os.environ, GPUKERN_CPU_FUSED="0")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    np.testing.assert_allclose(np.load(tmp_path / "k.npy"), gk.MLP(2, gk.activations.erf(1.0)).ntk(x),
+                               rtol=1e-13)
+
+
+def test_built_once_into_the_cache(tmp_path):
+    code = ("from gpukern.kernels import cpu_fused\n"
+            "assert cpu_fused.library() is not None\n")
+    env = dict(os.environ, GPUKERN_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    built = sorted(tmp_path.glob("libgk_cpu_*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    assert sorted(tmp_path.glob("libgk_cpu_*.so")) == built
+    assert built[0].stat().st_mtime_ns == stamp
