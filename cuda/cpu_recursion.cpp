@@ -5,7 +5,8 @@
 // branch on the kinds, so that the compiler vectorises it (with glibc's libmvec for
 // atan2/erf/exp where GK_LIBMVEC is defined). Results are computed in double and written
 // in the output type. Compiled at first use by gpukern/kernels/cpu_fused.py:
-//   g++ -O3 -march=native -fopenmp -fno-math-errno -ffp-contract=off [-DGK_LIBMVEC -lmvec]
+//   g++ -O3 -march=native -mprefer-vector-width=512 -fopenmp -fno-math-errno
+//       -ffp-contract=off [-DGK_LIBMVEC ... -lmvec]
 //
 // An entry's value does not depend on where it sits: every loop runs over whole padded
 // chunks of aligned buffers (no scalar prologue or epilogue that would round differently).

@@ -31,8 +31,8 @@ from .cupy_fused import supports as supports  # the same closed-form rule as on 
 
 Array = Any
 
-_BASE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno",
-               "-ffp-contract=off", "-shared", "-fPIC")
+_BASE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-mprefer-vector-width=512", "-fopenmp",
+               "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC")
 _LIBMVEC = ("-DGK_LIBMVEC",), ("-lmvec",)  # defines, libraries
 _D = ctypes.POINTER(ctypes.c_double)
 _F = ctypes.POINTER(ctypes.c_float)
