@@ -19,6 +19,8 @@ the current step, which is then checkpointed.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -77,9 +79,87 @@ def _gemm_update(w: Array, z: Array, delta: Array, alpha: float) -> None:
     ops.axpy(w, delta.swapaxes(-1, -2) @ z, alpha)
 
 
-def _sgl_step(arch, params: Params, hs: list[Array], zs: list[Array], resid: Array,
-              lr: float, derivative) -> None:
-    """One fused backward pass and update of ``params`` in place."""
+def sgl_step(arch, params: Params, x: Array, y: Array, lr: float, derivative) -> Array:
+    """One SGL step of every network, in place; returns the outputs f (E, N) before it.
+
+    On NumPy each network runs its whole step (forward, fused backward and update) at
+    once, so that its weights are still in cache for the backward pass and the update;
+    networks are shared out to one thread per core, each with single-threaded BLAS
+    (multi-threaded BLAS on GEMMs of N = 16 rows costs more than it gains). A network's
+    arithmetic is the same whichever thread runs it. Elsewhere (CuPy): batched over E.
+    """
+    if BACKEND.name != "numpy":
+        hs, zs = forward(arch, params, x)
+        f = hs[-1][..., 0]
+        _backward_update(arch, params, hs, zs, f - y, lr, derivative)
+        return f
+    f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
+
+    def one(e: int) -> None:
+        p = params[e]
+        hs, zs = forward(arch, p, x)
+        f[e] = hs[-1][0, :, 0]
+        _backward_update(arch, p, hs, zs, f[e:e + 1] - y, lr, derivative)
+
+    _per_network(one, params.ensemble)
+    return f
+
+
+def outputs(arch, params: Params, x: Array) -> Array:
+    """Network outputs f(x), (E, N); on NumPy network by network like ``sgl_step``."""
+    if BACKEND.name != "numpy":
+        return forward(arch, params, x)[0][-1][..., 0]
+    f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
+
+    def one(e: int) -> None:
+        f[e] = forward(arch, params[e], x)[0][-1][0, :, 0]
+
+    _per_network(one, params.ensemble)
+    return f
+
+
+def _per_network(fn, n: int) -> None:
+    """fn(e) for e < n, shared out to one thread per core, BLAS single-threaded."""
+    workers = min(n, _threads())
+
+    def run(indices: range) -> None:
+        for e in indices:
+            fn(e)
+
+    with _single_threaded_blas():
+        if workers == 1:
+            run(range(n))
+        else:
+            list(_pool(workers).map(run, [range(k, n, workers) for k in range(workers)]))
+
+
+def _threads() -> int:
+    """Threads for the per-network loop: GPUKERN_NUM_THREADS, else the usable cores."""
+    env = os.environ.get("GPUKERN_NUM_THREADS")
+    if env:
+        return _checks.integer("GPUKERN_NUM_THREADS", int(env), 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@functools.cache
+def _pool(workers: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers, thread_name_prefix="gpukern-sgl")
+
+
+def _single_threaded_blas():
+    """BLAS limited to one thread for the block (threadpoolctl), if threadpoolctl is here."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # correct without it, only slower
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _backward_update(arch, params: Params, hs: list[Array], zs: list[Array], resid: Array,
+                     lr: float, derivative) -> None:
+    """The fused backward pass and update of ``params`` in place (resid = f - y, (E, N))."""
     sw, sb = arch.weight_std, arch.bias_std
     xp = BACKEND.xp
     delta = resid[..., None]  # (E, N, 1): delta^r_{L+1}
@@ -245,23 +325,28 @@ def train(
     try:
         with _DeferredInterrupt() as interrupt:
             while True:
-                hs, zs = forward(net._arch, params, xa)
-                resid = hs[-1][..., 0] - ya
                 done = {r[0] for r in rec["rows"]}
-                if step in record and step not in done:
-                    loss = BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
-                    out = hs[-1] if x_eval is None else forward(net._arch, params, xe)[0][-1]
-                    rec["rows"].append((step, loss, BACKEND.to_host(out[..., 0])))
-                    if bar is not None:
-                        bar.set_postfix(loss=float(np.mean(loss)))
+                want = step in record and step not in done
                 if step in kernel_set and step not in rec["kernels"]:
                     rec["kernels"][step] = BACKEND.to_host(
                         empirical_kernel(net._arch, params, xa, None, left, right))
+                out_eval = (outputs(net._arch, params, xe)
+                            if want and x_eval is not None else None)
+                if step == steps:
+                    f = outputs(net._arch, params, xa)
+                elif interrupt.requested:
+                    raise KeyboardInterrupt
+                else:  # outputs before the update, and the update
+                    f = sgl_step(net._arch, params, xa, ya, lr, d)
+                if want:
+                    resid = f - ya
+                    loss = BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
+                    rec["rows"].append((step, loss, BACKEND.to_host(f if out_eval is None
+                                                                    else out_eval)))
+                    if bar is not None:
+                        bar.set_postfix(loss=float(np.mean(loss)))
                 if step == steps:
                     break
-                if interrupt.requested:
-                    raise KeyboardInterrupt
-                _sgl_step(net._arch, params, hs, zs, resid, lr, d)
                 step += 1
                 if bar is not None:
                     bar.update(1)

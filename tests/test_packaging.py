@@ -10,10 +10,11 @@ import pytest
 from gpukern.cli import main
 
 
-def test_runtime_dependencies_are_only_numpy_scipy_numba():
+def test_runtime_dependencies_are_numpy_scipy_numba_threadpoolctl():
+    """The core install stays small: threadpoolctl (pure Python) limits BLAS threads."""
     reqs = metadata.requires("gpukern") or []
     core = {re.split(r"[<>=!~ ;\[]", r)[0].lower() for r in reqs if "extra ==" not in r}
-    assert core == {"numpy", "scipy", "numba"}
+    assert core == {"numpy", "scipy", "numba", "threadpoolctl"}
 
 
 def test_diag_table_runs(capsys):

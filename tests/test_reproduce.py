@@ -89,7 +89,7 @@ def test_interrupted_ensemble_resumes_from_checkpoint(tmp_path, capsys, monkeypa
             "--only", "sign_ensemble"]
     assert main(argv) == 0
     ref = json.loads((out / "sign_ensemble" / "metrics.json").read_text())
-    real = tr._sgl_step
+    real = tr.sgl_step
     calls = {"n": 0}
 
     def boom(*args, **kwargs):
@@ -98,11 +98,11 @@ def test_interrupted_ensemble_resumes_from_checkpoint(tmp_path, capsys, monkeypa
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tr, "_sgl_step", boom)
+    monkeypatch.setattr(tr, "sgl_step", boom)
     assert main(argv + ["--force"]) == 130
     assert "interrupted; rerun" in capsys.readouterr().err
     assert any((out / "checkpoints" / "sign_ensemble").glob("*.npz"))
-    monkeypatch.setattr(tr, "_sgl_step", real)
+    monkeypatch.setattr(tr, "sgl_step", real)
     assert main(argv) == 0
     got = json.loads((out / "sign_ensemble" / "metrics.json").read_text())
     got.pop("seconds"), ref.pop("seconds")

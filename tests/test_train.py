@@ -97,7 +97,7 @@ def test_resume_after_ctrl_c_is_bit_identical(tmp_path, monkeypatch):
     ck = tmp_path / "run.npz"
 
     import gpukern.training as tr
-    real = tr._sgl_step
+    real = tr.sgl_step
     calls = {"n": 0}
 
     def interrupting(*args, **kwargs):
@@ -106,10 +106,10 @@ def test_resume_after_ctrl_c_is_bit_identical(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tr, "_sgl_step", interrupting)
+    monkeypatch.setattr(tr, "sgl_step", interrupting)
     with pytest.raises(KeyboardInterrupt):
         gk.train(net, p, x, y, checkpoint=ck, checkpoint_every=5, **kw)
-    monkeypatch.setattr(tr, "_sgl_step", real)
+    monkeypatch.setattr(tr, "sgl_step", real)
     with np.load(ck) as data:
         import json
         meta = json.loads(data["meta"].tobytes().decode())

@@ -2,7 +2,7 @@
 
 import gpukern as gk
 
-from .common import inputs
+from .common import gpu_pool_bytes, inputs, sync
 
 
 class AnalyticKernels:
@@ -16,10 +16,18 @@ class AnalyticKernels:
         self.sign_net = gk.MLP(depth, gk.activations.sign(), sur, bias_std=0.1)
 
     def time_erf_nngp_ntk(self, n, depth, surrogate):
-        self.erf_net.kernels(self.x, which=("nngp", "ntk"))
+        sync(self.erf_net.kernels(self.x, which=("nngp", "ntk")))
 
     def time_sign_sgntk(self, n, depth, surrogate):
-        self.sign_net.sgntk(self.x)
+        sync(self.sign_net.sgntk(self.x))
+
+    def track_gpu_pool_bytes(self, n, depth, surrogate):
+        """CuPy memory pool after an SG-NTK (outputs + cached blocks); skipped off GPU."""
+        gpu_pool_bytes()  # NotImplementedError before any work when there is no GPU
+        sync(self.sign_net.sgntk(self.x))
+        return gpu_pool_bytes()
+
+    track_gpu_pool_bytes.unit = "bytes"
 
     def peakmem_sign_sgntk(self, n, depth, surrogate):
         self.sign_net.sgntk(self.x)

@@ -4,7 +4,7 @@ import numpy as np
 
 import gpukern as gk
 
-from .common import inputs
+from .common import inputs, sync
 
 
 class EmpiricalKernels:
@@ -17,10 +17,10 @@ class EmpiricalKernels:
         self.params = self.net.init(self.x.shape[1], width, ensemble=1, seed=0)
 
     def time_ntk(self, width, n):
-        self.net.empirical_kernel(self.params, self.x, left="true", right="true")
+        sync(self.net.empirical_kernel(self.params, self.x, left="true", right="true"))
 
     def time_sgntk(self, width, n):
-        self.net.empirical_kernel(self.params, self.x, left="true", right="surrogate")
+        sync(self.net.empirical_kernel(self.params, self.x, left="true", right="surrogate"))
 
     def peakmem_sgntk(self, width, n):
         self.net.empirical_kernel(self.params, self.x, left="true", right="surrogate")
@@ -40,7 +40,7 @@ class EnsembleSGL:
         self.params = self.net.init(16, 512, ensemble=100, seed=0, dtype=dtype)
 
     def time_10_steps(self, dtype):
-        gk.train(self.net, self.params, self.x, self.y, lr=0.01, steps=10)
+        sync(gk.train(self.net, self.params, self.x, self.y, lr=0.01, steps=10).params.weights[0])
 
     def track_network_steps_per_second(self, dtype):
         import time
