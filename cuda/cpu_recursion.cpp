@@ -23,6 +23,8 @@ double erfc(double) noexcept;
 double exp(double) noexcept;
 #pragma omp declare simd notinbranch
 double expm1(double) noexcept;
+#pragma omp declare simd notinbranch
+double log(double) noexcept;
 }
 #endif
 
@@ -88,12 +90,18 @@ struct Work {
 template <typename Out>
 int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
-              double sb2, const double* fns, int npairs, int upper, Out* nngp, Out* kout) {
-  const gk::Fn sigma = gk::make_fn(fns);
+              double sb2, const double* fns, const double* tables, const int64_t* offsets,
+              int npairs, int upper, Out* nngp, Out* kout) {
+  auto make = [&](int slot) {
+    gk::Fn f = gk::make_fn(fns + 4 * slot);
+    if (f.kind == gk::kTable) f.coef = tables + offsets[slot];
+    return f;
+  };
+  const gk::Fn sigma = make(0);
   gk::Fn lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
   for (int p = 0; p < npairs; ++p) {
-    lefts[p] = gk::make_fn(fns + 4 * (1 + 2 * p));
-    rights[p] = gk::make_fn(fns + 4 * (2 + 2 * p));
+    lefts[p] = make(1 + 2 * p);
+    rights[p] = make(2 + 2 * p);
   }
   // columns padded to whole chunks: x2 transposed (n0, m), q2 (depth, m), ids (m)
   const int64_t m = ((int64_t)n2 + kChunk - 1) / kChunk * kChunk + kChunk;
@@ -201,9 +209,10 @@ void mirror(int n, Out* a) {
 template <typename Out>
 int run(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
         const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
-        double sb2, const double* fns, int npairs, int upper, Out* nngp, Out* kout) {
+        double sb2, const double* fns, const double* tables, const int64_t* offsets,
+        int npairs, int upper, Out* nngp, Out* kout) {
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns,
-                                npairs, upper, nngp, kout);
+                                tables, offsets, npairs, upper, nngp, kout);
   if (upper) {
     if (nngp) mirror(n1, nngp);
     for (int p = 0; p < npairs; ++p) mirror(n1, kout + (int64_t)p * n1 * n1);
@@ -217,22 +226,28 @@ extern "C" {
 
 // NNGP (nngp may be null) and npairs kernels (kout: npairs x n1 x n2) of x1 (n1, n0)
 // against x2 (n2, n0); q1 (depth, n1), q2 (depth, n2) the layer diagonals; id1, id2 row
-// ids (equal: identical inputs). upper != 0 (x2 is x1, all kernels symmetric): the upper
-// triangle is computed and mirrored. Returns 0 if a pair has no closed form.
+// ids (equal: identical inputs). fns: 4 doubles per function slot (sigma, then left/right
+// per pair); a kTable slot s reads its coefficients at tables + offsets[s]. upper != 0
+// (x2 is x1, all kernels symmetric): the upper triangle is computed and mirrored. Returns
+// 0 if a pair has no closed form; entries outside a table's panels are NaN.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,
-                         const double* fns, int npairs, int upper, double* nngp, double* kout) {
-  return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, npairs, upper,
-                     nngp, kout);
+                         const double* fns, const double* tables,
+                         const int64_t* offsets, int npairs, int upper, double* nngp,
+                         double* kout) {
+  return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, tables,
+                     offsets, npairs, upper, nngp, kout);
 }
 
 int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,
-                         const double* fns, int npairs, int upper, float* nngp, float* kout) {
-  return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, npairs, upper,
-                    nngp, kout);
+                         const double* fns, const double* tables,
+                         const int64_t* offsets, int npairs, int upper, float* nngp,
+                         float* kout) {
+  return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, tables,
+                     offsets, npairs, upper, nngp, kout);
 }
 
 int gk_cpu_threads() { return omp_get_max_threads(); }

@@ -164,9 +164,11 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
     if _use_cpu_fused(rec, pairs):  # one call: its own row blocks, both cores
         from .kernels import cpu_fused
 
-        nngp, outs = cpu_fused.recursion(rec.depth, rec.weight_std**2, rec.bias_std**2,
-                                         rec.sigma, _sides(pairs), x1, xb, np.stack(q1),
-                                         np.stack(q2), ids1, ids2, mirror, dtype, want_nngp)
+        nngp, outs, tabled = cpu_fused.recursion(
+            rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma, _sides(pairs), x1, xb,
+            np.stack(q1), np.stack(q2), ids1, ids2, mirror, dtype, want_nngp, rec.order)
+        if tabled:
+            _redo_off_table(rec, pairs, x1, xb, q1, q2, ids1, ids2, mirror, nngp, outs)
         if any(f.is_delta for p in pairs for f in (p.left, p.right)):  # else all finite
             _warn_inf(outs)
         return nngp, outs
@@ -228,13 +230,32 @@ def compute_tile(rec: Recursion, pairs: list[Pair], xa: Array, xb: Array, q1: li
     if _use_cpu_fused(rec, pairs):
         from .kernels import cpu_fused
 
-        sig, ks = cpu_fused.recursion(rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma,
-                                      _sides(pairs), xa, xb, np.stack(q1), np.stack(q2), ida,
-                                      idb, False, np.float64)
+        sig, ks, tabled = cpu_fused.recursion(rec.depth, rec.weight_std**2, rec.bias_std**2,
+                                              rec.sigma, _sides(pairs), xa, xb, np.stack(q1),
+                                              np.stack(q2), ida, idb, False, np.float64,
+                                              True, rec.order)
+        if tabled:
+            _redo_off_table(rec, pairs, xa, xb, q1, q2, ida, idb, False, sig, ks)
         return sig, ks
     gram = input_gram(xa, xb)
     tile_fn = _fused_tile if _use_fused(rec, pairs) else _tile
     return tile_fn(rec, pairs, xa, xb, gram, q1, q2, ida, idb)
+
+
+def _redo_off_table(rec: Recursion, pairs: list[Pair], xa, xb, q1, q2, ida, idb, mirror: bool,
+                    nngp, outs) -> None:
+    """Rows where the CPU loop left NaN (an average off its table's range: inputs closer
+    than ~1e-8 relative) are recomputed on the NumPy path, in place (and their mirror)."""
+    bad = np.zeros(xa.shape[0], dtype=bool)
+    for out in ([] if nngp is None else [nngp]) + list(outs):
+        bad |= np.isnan(out).any(axis=1)
+    for i in np.flatnonzero(bad):
+        sig, ks = _tile(rec, pairs, xa[i:i + 1], xb, input_gram(xa[i:i + 1], xb),
+                        [q[i:i + 1] for q in q1], q2, ida[i:i + 1], idb)
+        for out, row in ([] if nngp is None else [(nngp, sig)]) + list(zip(outs, ks)):
+            out[i] = row[0]
+            if mirror:
+                out[:, i] = row[0]
 
 
 def _sides(pairs: list[Pair]) -> list[tuple[ScalarFunction, ScalarFunction]]:

@@ -196,16 +196,8 @@ def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array
         return out.reshape(shape)
     u = 0.5 * xp.log(s2[live])
     panel = xp.floor(u / _PANEL).astype(xp.int64)
-    table = _TABLES.setdefault((g, order), {})
     kmin, kmax = int(panel.min()), int(panel.max())
-    needed = [k for k in range(kmin, kmax + 1) if k not in table]
-    if needed:
-        t = _cheb_nodes()
-        centres = (np.asarray(needed, dtype=float)[:, None] + 0.5 + 0.5 * t[None, :]) * _PANEL
-        vals = BACKEND.to_host(quad_avg(g, xp.asarray(np.exp(2.0 * centres)).reshape(-1), order))
-        for k, row in zip(needed, vals.reshape(len(needed), _CHEB)):
-            table[k] = np.polynomial.chebyshev.chebfit(t, row, _CHEB - 1)
-    coef = xp.asarray(np.stack([table[k] for k in range(kmin, kmax + 1)]))  # (K, 21)
+    coef = xp.asarray(table_panels(g, kmin, kmax, order))  # (K, 21)
     row = panel - kmin
     x = xp.clip(2.0 * (u / _PANEL - panel) - 1.0, -1.0, 1.0)
     b1 = xp.zeros_like(x)
@@ -214,6 +206,25 @@ def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array
         b1, b2 = 2.0 * x * b1 - b2 + coef[row, j], b1
     out[live] = x * b1 - b2 + coef[row, 0]
     return out.reshape(shape)
+
+
+def table_panels(g: ScalarFunction, kmin: int, kmax: int, order: int = DEFAULT_ORDER
+                 ) -> np.ndarray:
+    """Chebyshev coefficients (kmax - kmin + 1, 21) of G on panels kmin..kmax (host).
+
+    Panel k covers log s in [k, k+1] * 0.25; missing panels are computed (21 quadrature
+    values each) and kept for the process, per (function, order).
+    """
+    table = _TABLES.setdefault((g, order), {})
+    needed = [k for k in range(kmin, kmax + 1) if k not in table]
+    if needed:
+        xp = BACKEND.xp
+        t = _cheb_nodes()
+        centres = (np.asarray(needed, dtype=float)[:, None] + 0.5 + 0.5 * t[None, :]) * _PANEL
+        vals = BACKEND.to_host(quad_avg(g, xp.asarray(np.exp(2.0 * centres)).reshape(-1), order))
+        for k, row in zip(needed, vals.reshape(len(needed), _CHEB)):
+            table[k] = np.polynomial.chebyshev.chebfit(t, row, _CHEB - 1)
+    return np.stack([table[k] for k in range(kmin, kmax + 1)])
 
 
 # ------------------------------------------------------------------------- 2-D pairs

@@ -25,7 +25,9 @@ ACTIVATIONS = {"erf": gk.activations.erf(2.0), "sign": gk.activations.sign(),
                "step": gk.activations.step(), "relu": gk.activations.relu(),
                "linear": gk.activations.linear()}
 SURROGATES = {"erf": gk.surrogates.erf(1.5), "atan": gk.surrogates.atan(2.0),
-              "boxcar": gk.surrogates.boxcar(0.7), "triangle": gk.surrogates.triangle(0.9)}
+              "boxcar": gk.surrogates.boxcar(0.7), "triangle": gk.surrogates.triangle(0.9),
+              # no closed average: a table of it (facing a bump), as on the NumPy path
+              "fast_sigmoid": gk.surrogates.fast_sigmoid(5.0), "sigmoid": gk.surrogates.sigmoid(3.0)}
 
 
 def _inputs(n: int, n0: int, seed: int) -> np.ndarray:
@@ -63,6 +65,31 @@ def test_agrees_with_numpy_path(monkeypatch, act, sur, depth, bias, n0):
             fin = np.isfinite(ref[name])
             np.testing.assert_allclose(got[name][fin], ref[name][fin], rtol=1e-13, atol=1e-15,
                                        err_msg=name)
+
+
+def test_tables_are_used_for_quadrature_surrogates():
+    sign = gk.activations.sign().derivative
+    assert cpu_fused.supports(gk.activations.sign().function,
+                              [(sign, gk.surrogates.fast_sigmoid(5.0))])
+    # two quadrature functions face each other: no table, the NumPy path
+    fs = gk.surrogates.fast_sigmoid(5.0)
+    assert not cpu_fused.supports(gk.activations.sign().function, [(fs, fs)])
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-9, 1e-13])
+def test_near_coinciding_inputs_off_the_table(monkeypatch, gap):
+    """Averages at s^2 below the table (1e-16 max q) come back NaN from the CPU loop and
+    are recomputed on the NumPy path: the result is the NumPy path's, with no NaN."""
+    net = gk.MLP(2, gk.activations.sign(), gk.surrogates.fast_sigmoid(5.0), bias_std=0.0)
+    x = _inputs(9, 4, 5)
+    x[7] = x[4] * (1.0 + gap)  # collinear and close: det ~ gap^2
+    x[8] = x[4] + gap
+    got = net.kernels(x, which=("nngp", "sgntk"))
+    with np.errstate(all="ignore"):
+        ref = _numpy_path(monkeypatch, net, x, None, ("nngp", "sgntk"))
+    for name in ("nngp", "sgntk"):
+        assert not np.isnan(got[name]).any()
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-13, atol=1e-15, err_msg=name)
 
 
 def test_sign_ntk_infinite_where_numpy_path_is(monkeypatch):

@@ -19,7 +19,9 @@ using std::erfc;
 using std::exp;
 using std::expm1;
 using std::fabs;
+using std::floor;
 using std::isinf;
+using std::log;
 using std::sqrt;
 #endif
 

@@ -20,11 +20,16 @@ enum Kind : int {
   kAtan = 8,         // scale b * a / (1 + (pi a v / 2)^2)
   kBoxcar = 9,       // scale b / a on |v| < a
   kTriangle = 10,    // scale b * (2/a) max(0, 1 - |v|/a)
+  kTable = 11,       // any g, known by its Gaussian average only: a table of G(s) =
+                     // E_{N(0, s^2)}[g] (gaussian.py table_avg) at `coef`: a = first
+                     // panel, b = panels, c = g(0). Built by the CPU path, never by
+                     // ScalarFunction.cuda_descriptor().
 };
 
 struct Fn {
   int kind;
   double a, b, c;
+  const double* coef;  // kTable: 21 Chebyshev coefficients per panel, else null
 };
 
 GK_HD Fn make_fn(const double* d) {
@@ -33,6 +38,7 @@ GK_HD Fn make_fn(const double* d) {
   f.a = d[1];
   f.b = d[2];
   f.c = d[3];
+  f.coef = nullptr;
   return f;
 }
 

@@ -19,7 +19,8 @@ constexpr int kNoKind = -1;  // a kind index outside the enum (dispatch's defaul
 template <int K>
 GK_HD constexpr bool has_avg() {
   return K == kErfStep || K == kGaussBump || K == kHeaviside || K == kReLU ||
-         K == kIdentity || K == kConstant || K == kAtan || K == kBoxcar || K == kTriangle;
+         K == kIdentity || K == kConstant || K == kAtan || K == kBoxcar || K == kTriangle ||
+         K == kTable;
 }
 
 // Kind pairs (f, g) whose E[f(u) g(v)] has a closed form (the order of pair_k's cases).
@@ -32,8 +33,41 @@ GK_HD constexpr bool has_pair() {
   return F == G && (F == kErfStep || F == kHeaviside || F == kReLU || F == kIdentity);
 }
 
+constexpr double kTablePanel = 0.25;  // panel width in u = log s (gaussian.py _PANEL)
+constexpr int kTableCheb = 21;        // Chebyshev coefficients per panel (gaussian.py _CHEB)
+
+// G(s) from the table: panel k = floor(u / 0.25), u = log(s2) / 2, x in [-1, 1] its
+// local coordinate, Clenshaw's recurrence (the order of gaussian.py table_avg). NaN
+// where the panel is not in the table (the caller computes such entries otherwise).
+template <typename T>
+GK_HD T table_avg(const double* coef, T first, T panels, T g0, T s2) {
+  // selects of doubles only (no branch, no boolean logic), so that loops vectorise
+  const T pos = (T(0.5) * log(s2 > T(0) ? s2 : T(1))) / T(kTablePanel);
+  const T k = floor(pos);
+  const T row = k - first;
+  const T last = panels - T(1);
+  const T clamped = row < T(0) ? T(0) : (row > last ? last : row);  // a valid panel always
+  const int base = static_cast<int>(clamped) * kTableCheb;
+  T x = T(2) * (pos - k) - T(1);
+  x = x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
+  T b1 = T(0), b2 = T(0);
+#if defined(__CUDACC__)
+#pragma unroll
+#else
+#pragma GCC unroll 32  // fully unrolled: no inner loop, so the loop over entries vectorises
+#endif
+  for (int j = kTableCheb - 1; j > 0; --j) {
+    const T t = T(2) * x * b1 - b2 + T(coef[base + j]);
+    b2 = b1;
+    b1 = t;
+  }
+  const T v = x * b1 - b2 + T(coef[base]);
+  const T off_table = row == clamped ? T(0) : T(NAN);  // v + 0 = v; v + NaN = NaN
+  return s2 > T(0) ? v + off_table : g0;
+}
+
 template <int K, typename T>
-GK_HD T gauss_avg_k(const Fn& g, T s2) {
+GK_HD T gauss_avg_k(const Fn g, T s2) {
   const T a = T(g.a), b = T(g.b), c = T(g.c);
   if constexpr (K == kErfStep) {
     return c;
@@ -56,6 +90,8 @@ GK_HD T gauss_avg_k(const Fn& g, T s2) {
     const T s = sqrt(s2);
     if (!(s > T(0))) return b * (T(1) / a);
     return b * (erf(a / (T(kSqrt2) * s)) / a);
+  } else if constexpr (K == kTable) {
+    return table_avg(g.coef, a, b, c, s2);
   } else if constexpr (K == kTriangle) {  // (4/w)[erf(z/sqrt 2)/2 + (s/w) phi(0) expm1(-z^2/2)]
     const T s = sqrt(s2);
     if (!(s > T(0))) return b * (T(2) / a);
@@ -70,18 +106,18 @@ GK_HD T gauss_avg_k(const Fn& g, T s2) {
 // E[bump(u) g(v)] = pref * E_{N(0, s2)}[g], pref = weight / sqrt(pi (t + 2q)),
 // s2 = (t q' + 2 det) / (t + 2q); +inf where pref is (a delta at q = 0).
 template <int G, typename T>
-GK_HD T tilted_k(const Fn& bump, const Fn& g, T q, T qp, T det) {
+GK_HD T tilted_k(const Fn bump, const Fn g, T q, T qp, T det) {
   const T t = T(bump.a);
   const T denom = t + T(2) * q;
   const T pref = T(bump.b) / sqrt(T(kPi) * denom);
   const T s2 = denom > T(0) ? (t * qp + T(2) * det) / denom : qp;
   const T avg = gauss_avg_k<G, T>(g, s2);
-  if (isinf(pref)) return T(INFINITY);
-  return pref * avg;
+  const T value = pref * avg;  // a select, not a branch: loops over entries vectorise
+  return isinf(pref) ? T(INFINITY) : value;
 }
 
 template <int F, int G, typename T>
-GK_HD T pair_k(const Fn& f, const Fn& g, T q, T qp, T c, T det) {
+GK_HD T pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
   if constexpr (F == kGaussBump) {
     return tilted_k<G, T>(f, g, q, qp, det);
   } else if constexpr (G == kGaussBump) {
@@ -124,6 +160,7 @@ GK_HD auto dispatch_kind(int k, Op& op) {
     case kAtan: return op.template run<kAtan>();
     case kBoxcar: return op.template run<kBoxcar>();
     case kTriangle: return op.template run<kTriangle>();
+    case kTable: return op.template run<kTable>();
   }
   return op.template run<kNoKind>();
 }

@@ -26,13 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from .cupy_fused import MAX_PAIRS, cuda_dir, descriptors
-from .cupy_fused import supports as supports  # the same closed-form rule as on the GPU
+from ..functions import Constant, GaussianBump, ScalarFunction
+from ..gaussian import DEFAULT_ORDER, has_closed_pair, table_panels
+from .cupy_fused import MAX_PAIRS, cuda_dir
 
 Array = Any
 
+# -fno-math-errno, -fno-trapping-math: no errno or FP traps, so selects and vector calls
+# may be used; they change no value (unlike -ffast-math). -ffp-contract=off: no FMA, so
+# the loops round like the NumPy code.
 _BASE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-mprefer-vector-width=512", "-fopenmp",
-               "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC")
+               "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC")
+K_TABLE = 11  # cuda/gpukern/functions.cuh
+TABLE_DECADES = 16
+"""Tables span s^2 from max(q) down to 1e-16 max(q); entries below (near-coinciding inputs)
+come back NaN and are recomputed on the NumPy path."""
 _LIBMVEC = ("-DGK_LIBMVEC",), ("-lmvec",)  # defines, libraries
 _D = ctypes.POINTER(ctypes.c_double)
 _F = ctypes.POINTER(ctypes.c_float)
@@ -87,6 +95,7 @@ def library() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(path))
     head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _D, _I64, _I64, ctypes.c_int,
             ctypes.c_double, ctypes.c_double, _D, ctypes.c_int, ctypes.c_int]
+    head = head[:13] + [_D, _I64] + head[13:]  # ..., fns, tables, offsets, npairs, upper
     lib.gk_cpu_recursion_f64.argtypes = head + [_D, _D]
     lib.gk_cpu_recursion_f32.argtypes = head + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
@@ -108,15 +117,64 @@ def _ptr(a: np.ndarray, kind):
     return a.ctypes.data_as(kind)
 
 
+def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:
+    """f needs a table of its Gaussian average: no closed form, averaged against a
+    Gaussian bump (the tilt) or a constant."""
+    probe = np.ones(1)
+    return isinstance(partner, GaussianBump | Constant) and f.gauss_avg(probe) is None
+
+
+def supports(sigma: ScalarFunction, pairs) -> bool:
+    """True when the CPU loop computes these kernels: closed forms (as on the GPU), and
+    a quadrature function facing a bump or constant, through a table of its average."""
+    if len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma):
+        return False
+    if any(f.cuda_descriptor() is None for f in (sigma,)):
+        return False
+    for a, b in pairs:
+        if has_closed_pair(a, b):
+            if a.cuda_descriptor() is None or b.cuda_descriptor() is None:
+                return False
+        elif not (_tabled(a, b) or _tabled(b, a)):
+            return False
+    return True
+
+
+def _plan(sigma, pairs, q_max: float, order: int):
+    """Descriptors (4 per slot), the tables buffer and each slot's offset in it."""
+    rows: list = [sigma.cuda_descriptor()]
+    tables: list[np.ndarray] = []
+    offsets = [0]
+    used = 0
+    kmax = int(np.floor(0.5 * np.log(max(q_max, 1e-300)) / 0.25))
+    kmin = kmax - int(np.ceil(0.5 * TABLE_DECADES * np.log(10.0) / 0.25))
+    for a, b in pairs:
+        for f, partner in ((a, b), (b, a)):
+            if not has_closed_pair(a, b) and _tabled(f, partner):
+                coef = table_panels(f, kmin, kmax, order)
+                g0 = float(np.asarray(f(np.zeros(1)))[0])
+                rows.append((K_TABLE, float(kmin), float(coef.shape[0]), g0))
+                offsets.append(used)
+                tables.append(coef.reshape(-1))
+                used += coef.size
+            else:
+                rows.append(f.cuda_descriptor())
+                offsets.append(0)
+    buf = np.concatenate(tables) if tables else np.zeros(1)
+    return (np.asarray(rows, dtype=np.float64).reshape(-1), buf,
+            np.asarray(offsets, dtype=np.int64), bool(tables))
+
+
 def recursion(depth: int, sw2: float, sb2: float, sigma, pairs, x1: np.ndarray,
               x2: np.ndarray, q1: np.ndarray, q2: np.ndarray, id1: np.ndarray, id2: np.ndarray,
-              upper: bool, dtype: Any, want_nngp: bool = True
-              ) -> tuple[np.ndarray | None, list[np.ndarray]]:
+              upper: bool, dtype: Any, want_nngp: bool = True, order: int = DEFAULT_ORDER
+              ) -> tuple[np.ndarray | None, list[np.ndarray], bool]:
     """NNGP and kernels of x1 (n1, n0) against x2 (n2, n0) in one call.
 
     q1 (depth, n1), q2 (depth, n2): the layer diagonals; id1, id2: row ids. ``upper``
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
-    Outputs are written in ``dtype`` (float32 or float64), computed in float64.
+    Outputs are written in ``dtype`` (float32 or float64), computed in float64. The last
+    value is True when tables were used: entries off their range are NaN then.
     """
     lib = library()
     if lib is None or len(pairs) > MAX_PAIRS:
@@ -125,17 +183,18 @@ def recursion(depth: int, sw2: float, sb2: float, sigma, pairs, x1: np.ndarray,
     n1, n2 = x1.shape[0], x2.shape[0]
     nngp = np.empty((n1, n2), dtype=dt) if want_nngp else None
     kout = np.empty((len(pairs), n1, n2), dtype=dt)
-    fns = descriptors(sigma, pairs)
     c64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
     x1, x2, q1, q2 = c64(x1), c64(x2), c64(q1), c64(q2)
+    fns, tables, offsets, tabled = _plan(sigma, pairs, float(max(q1.max(), q2.max())), order)
     id1 = np.ascontiguousarray(id1, dtype=np.int64)
     id2 = np.ascontiguousarray(id2, dtype=np.int64)
     kind = _F if dt == np.float32 else _D
     fn = lib.gk_cpu_recursion_f32 if dt == np.float32 else lib.gk_cpu_recursion_f64
     ok = fn(n1, n2, x1.shape[1], _ptr(x1, _D), _ptr(x2, _D), _ptr(q1, _D), _ptr(q2, _D),
-            _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(fns, _D), len(pairs),
-            int(upper), _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
+            _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(fns, _D), _ptr(tables, _D),
+            _ptr(offsets, _I64), len(pairs), int(upper),
+            _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:
         raise RuntimeError("the CPU recursion met a pair without a closed form "
                            "(supports() said yes)")
-    return nngp, [kout[p] for p in range(len(pairs))]
+    return nngp, [kout[p] for p in range(len(pairs))], tabled
