@@ -179,7 +179,7 @@ def forward(arch: Architecture, params: Params, x: Array) -> tuple[list[Array], 
         h = (z @ w.swapaxes(-1, -2)) * scale + sb * b[:, None, :]
         hs.append(h)
         if l < arch.depth:
-            z = arch.sigma(h)
+            z = ops.activate(arch.sigma, h)
             zs.append(z)
     return hs, zs
 

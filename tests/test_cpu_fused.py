@@ -1,4 +1,4 @@
-"""The compiled CPU recursion (cuda/cpu_recursion.cpp) against the NumPy array path.
+"""The compiled CPU recursion (cuda/cpu_kernels.cpp) against the NumPy array path.
 
 Both evaluate the same formulas in float64; they differ only in the elementary functions
 (glibc's libmvec vs NumPy's SIMD atan2/erf/exp, each within a few ulp), so entries agree
@@ -158,3 +158,38 @@ def test_built_once_into_the_cache(tmp_path):
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
     assert sorted(tmp_path.glob("libgk_cpu_*.so")) == built
     assert built[0].stat().st_mtime_ns == stamp
+
+
+ELEMENTWISE = [gk.activations.erf(2.0).function, gk.activations.erf(2.0).derivative,
+               gk.activations.sign().function, gk.activations.step().function,
+               gk.activations.relu().function, gk.activations.relu().derivative,
+               gk.activations.linear().function, gk.activations.linear().derivative,
+               *SURROGATES.values()]
+
+
+@pytest.mark.parametrize("fn", ELEMENTWISE, ids=repr)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_elementwise_values(fn, dtype):
+    """f(h) and (pre * scale) * f(h) as the NumPy expressions give them: float64 to a few
+    ulp (libmvec vs NumPy's exp/erf), float32 to one float32 rounding of the float64
+    value (the CPU kernel evaluates f in float64 and rounds once)."""
+    rng = np.random.default_rng(3)
+    h = np.concatenate([rng.normal(scale=2.0, size=5000), [0.0, -0.0, 1e-300, 40.0, -40.0]])
+    h = h.astype(dtype)
+    pre = rng.normal(size=h.size).astype(dtype)
+    assert cpu_fused.can_map(fn, h) and cpu_fused.can_map(fn, pre, h)
+    exact = np.asarray(fn(h.astype(np.float64)), dtype=np.float64)
+    got = cpu_fused.map_values(fn, h)
+    assert got.dtype == dtype
+    tol = dict(rtol=1e-14, atol=1e-300) if dtype == np.float64 else dict(rtol=6e-8, atol=1e-38)
+    np.testing.assert_allclose(got, exact, **tol)
+    scaled = cpu_fused.map_values(fn, h, pre, 0.7)
+    np.testing.assert_array_equal(scaled, (pre * dtype(0.7)) * got)
+
+
+def test_elementwise_refuses_what_it_cannot_do():
+    custom = gk.surrogates.custom(lambda v: 1.0 / (1.0 + v * v))
+    h = np.ones(4)
+    assert not cpu_fused.can_map(custom, h)  # no descriptor: NumPy evaluates it
+    assert not cpu_fused.can_map(gk.surrogates.erf(1.0), h[::2])  # not contiguous
+    assert not cpu_fused.can_map(gk.surrogates.erf(1.0), h, h.astype(np.float32))

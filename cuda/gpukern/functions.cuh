@@ -44,44 +44,79 @@ GK_HD Fn make_fn(const double* d) {
 
 GK_HD bool is_delta(const Fn& f) { return f.kind == kGaussBump && f.a == 0.0; }
 
-// f(v). A delta evaluates to 0 (it is 0 almost everywhere).
+constexpr int kNoKind = -1;  // a kind index outside the enum (dispatch's default)
+
+// Calls op.template run<K>() with the runtime kind k as a compile-time constant, so that
+// a loop inside run<K> has no branch on the kind.
+template <typename Op>
+GK_HD auto dispatch_kind(int k, Op& op) {
+  switch (k) {
+    case kErfStep: return op.template run<kErfStep>();
+    case kGaussBump: return op.template run<kGaussBump>();
+    case kHeaviside: return op.template run<kHeaviside>();
+    case kReLU: return op.template run<kReLU>();
+    case kIdentity: return op.template run<kIdentity>();
+    case kConstant: return op.template run<kConstant>();
+    case kSigmoid: return op.template run<kSigmoid>();
+    case kFastSigmoid: return op.template run<kFastSigmoid>();
+    case kAtan: return op.template run<kAtan>();
+    case kBoxcar: return op.template run<kBoxcar>();
+    case kTriangle: return op.template run<kTriangle>();
+    case kTable: return op.template run<kTable>();
+  }
+  return op.template run<kNoKind>();
+}
+
+// f(v) for a kind known at compile time. A delta evaluates to 0 (it is 0 almost
+// everywhere); a table (known by its average only) to NaN.
+template <int K, typename T>
+GK_HD T value_k(const Fn f, T v) {
+  const T a = T(f.a), b = T(f.b), c = T(f.c);
+  if constexpr (K == kErfStep) {
+    return c + b * (a == T(0) ? (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0)))
+                              : erf(v * (T(1) / sqrt(a))));
+  } else if constexpr (K == kGaussBump) {
+    return a == T(0) ? T(0) : (b / sqrt(T(kPi) * a)) * exp(v * v * (T(-1) / a));
+  } else if constexpr (K == kHeaviside) {
+    return b * T(0.5) * (T(1) + (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0))));
+  } else if constexpr (K == kReLU) {
+    return v > T(0) ? v : T(0);
+  } else if constexpr (K == kIdentity) {
+    return v;
+  } else if constexpr (K == kConstant) {
+    return b;
+  } else if constexpr (K == kSigmoid) {
+    const T e = exp(-a * fabs(v));
+    return (b * T(2) * a) * e / ((T(1) + e) * (T(1) + e));
+  } else if constexpr (K == kFastSigmoid) {
+    const T d = T(1) + a * fabs(v);
+    return (b * a) / (d * d);
+  } else if constexpr (K == kAtan) {
+    const T x = T(kPi) * a / T(2) * v;
+    return (b * a) / (T(1) + x * x);
+  } else if constexpr (K == kBoxcar) {
+    return fabs(v) < a ? b / a : T(0);
+  } else if constexpr (K == kTriangle) {
+    const T r = T(1) - fabs(v) * (T(1) / a);
+    return (b * T(2) / a) * (r > T(0) ? r : T(0));
+  } else {
+    return T(NAN);
+  }
+}
+
+template <typename T>
+struct ValueOp {
+  const Fn& f;
+  T v;
+  template <int K>
+  GK_HD T run() { return value_k<K, T>(f, v); }
+};
+
+// f(v), dispatched on the runtime kind.
 template <typename T>
 GK_HD T value(const Fn& f, T v) {
-  const T a = T(f.a), b = T(f.b), c = T(f.c);
-  switch (f.kind) {
-    case kErfStep:
-      return c + b * (a == T(0) ? (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0)))
-                                : erf(v * (T(1) / sqrt(a))));
-    case kGaussBump:
-      return a == T(0) ? T(0) : (b / sqrt(T(kPi) * a)) * exp(v * v * (T(-1) / a));
-    case kHeaviside:
-      return b * T(0.5) * (T(1) + (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0))));
-    case kReLU:
-      return v > T(0) ? v : T(0);
-    case kIdentity:
-      return v;
-    case kConstant:
-      return b;
-    case kSigmoid: {
-      const T e = exp(-a * fabs(v));
-      return (b * T(2) * a) * e / ((T(1) + e) * (T(1) + e));
-    }
-    case kFastSigmoid: {
-      const T d = T(1) + a * fabs(v);
-      return (b * a) / (d * d);
-    }
-    case kAtan: {
-      const T x = T(kPi) * a / T(2) * v;
-      return (b * a) / (T(1) + x * x);
-    }
-    case kBoxcar:
-      return fabs(v) < a ? b / a : T(0);
-    case kTriangle: {
-      const T r = T(1) - fabs(v) * (T(1) / a);
-      return (b * T(2) / a) * (r > T(0) ? r : T(0));
-    }
-  }
-  return T(NAN);
+  ValueOp<T> op{f, v};
+  return dispatch_kind(f.kind, op);
 }
 
 }  // namespace gk

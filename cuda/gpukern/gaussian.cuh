@@ -3,7 +3,7 @@
 //   pair(f, g, q, qp, c, det)  E[f(u) g(v)], (u, v) ~ N(0, [[q, c], [c, qp]])
 // Each formula is written once, for kinds known at compile time (gauss_avg_k<K>,
 // pair_k<F, G>), so that a loop over entries of one pair has no branch on the kind and
-// vectorises (the CPU path, cuda/cpu_recursion.cpp); gauss_avg and pair dispatch on the
+// vectorises (the CPU path, cuda/cpu_kernels.cpp); gauss_avg and pair dispatch on the
 // runtime kinds and return false through `ok` where no closed form exists (quadrature
 // pairs run on the array path instead). The operation order follows the NumPy code, so
 // that host builds with -ffp-contract=off agree with it to rounding.
@@ -12,8 +12,6 @@
 #include "functions.cuh"
 
 namespace gk {
-
-constexpr int kNoKind = -1;  // a kind index outside the enum (dispatch's default)
 
 // Kinds whose Gaussian average has a closed form.
 template <int K>
@@ -143,26 +141,6 @@ GK_HD T pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
   } else {
     return T(0);  // no closed form (has_pair<F, G>() is false)
   }
-}
-
-// Calls op.template run<K>() with the runtime kind k as a compile-time constant.
-template <typename Op>
-GK_HD auto dispatch_kind(int k, Op& op) {
-  switch (k) {
-    case kErfStep: return op.template run<kErfStep>();
-    case kGaussBump: return op.template run<kGaussBump>();
-    case kHeaviside: return op.template run<kHeaviside>();
-    case kReLU: return op.template run<kReLU>();
-    case kIdentity: return op.template run<kIdentity>();
-    case kConstant: return op.template run<kConstant>();
-    case kSigmoid: return op.template run<kSigmoid>();
-    case kFastSigmoid: return op.template run<kFastSigmoid>();
-    case kAtan: return op.template run<kAtan>();
-    case kBoxcar: return op.template run<kBoxcar>();
-    case kTriangle: return op.template run<kTriangle>();
-    case kTable: return op.template run<kTable>();
-  }
-  return op.template run<kNoKind>();
 }
 
 // Calls op.template run<F, G>() with both runtime kinds as compile-time constants.

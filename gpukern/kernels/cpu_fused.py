@@ -1,4 +1,5 @@
-"""The fused analytic recursion on the CPU: ``cuda/cpu_recursion.cpp`` built for the host.
+"""The CPU kernels: ``cuda/cpu_kernels.cpp`` (fused analytic recursion, elementwise f(h))
+built for the host.
 
 The same per-entry math as the GPU kernel (the ``cuda/gpukern/*.cuh`` headers), compiled
 once per machine with the host C++ compiler (OpenMP over rows, loops vectorised with
@@ -61,7 +62,7 @@ def _compiler() -> str | None:
 def _build(cxx: str, flags: tuple[str, ...], libs: tuple[str, ...] = ()) -> Path | None:
     """Compile (or find in the cache) the library for these flags; None if it fails."""
     src = cuda_dir()
-    sources = [src / "cpu_recursion.cpp"] + sorted((src / "gpukern").glob("*.cuh"))
+    sources = [src / "cpu_kernels.cpp"] + sorted((src / "gpukern").glob("*.cuh"))
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([version, *flags, *libs] + [p.read_text() for p in sources])
                          .encode()).hexdigest()[:16]
@@ -71,7 +72,7 @@ def _build(cxx: str, flags: tuple[str, ...], libs: tuple[str, ...] = ()) -> Path
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        cmd = [cxx, *flags, f"-I{src}", str(src / "cpu_recursion.cpp"), "-o", str(out), *libs]
+        cmd = [cxx, *flags, f"-I{src}", str(src / "cpu_kernels.cpp"), "-o", str(out), *libs]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             return None
@@ -87,6 +88,9 @@ def library() -> ctypes.CDLL | None:
     cxx = _compiler()
     if cxx is None:
         return None
+    # OpenMP threads that spin after a loop compete with BLAS's threads for the cores
+    # (a GEMM right after a loop ran ~2x slower): they sleep instead, unless told otherwise
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     path = _build(cxx, _BASE_FLAGS + _LIBMVEC[0], _LIBMVEC[1]) or _build(cxx, _BASE_FLAGS)
     if path is None:
         warnings.warn("gpukern: the CPU recursion did not compile; using the NumPy path",
@@ -99,6 +103,10 @@ def library() -> ctypes.CDLL | None:
     lib.gk_cpu_recursion_f64.argtypes = head + [_D, _D]
     lib.gk_cpu_recursion_f32.argtypes = head + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
+    for suffix, ptr in (("f64", _D), ("f32", _F)):
+        fn = getattr(lib, f"gk_cpu_map_{suffix}")
+        fn.argtypes = [_D, ctypes.c_int64, ptr, ptr, ctypes.c_double, ptr]
+        fn.restype = ctypes.c_int
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
 
@@ -115,6 +123,31 @@ def threads() -> int:
 
 def _ptr(a: np.ndarray, kind):
     return a.ctypes.data_as(kind)
+
+
+def can_map(fn: ScalarFunction, *arrays: np.ndarray) -> bool:
+    """True when :func:`map_values` takes these: a function with a descriptor, float32 or
+    float64 C-contiguous NumPy arrays of one dtype, and the library built."""
+    dt = arrays[0].dtype
+    return (fn.cuda_descriptor() is not None and dt in (np.float32, np.float64)
+            and all(isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous
+                    for a in arrays)
+            and available())
+
+
+def map_values(fn: ScalarFunction, h: np.ndarray, pre: np.ndarray | None = None,
+               scale: float = 1.0) -> np.ndarray:
+    """fn(h), or (pre * scale) * fn(h), in h's dtype (fn evaluated in float64): the
+    activations and surrogate-backprop steps of finite networks in one compiled pass."""
+    lib = library()
+    out = np.empty_like(h)
+    kind, fn_c = (_F, lib.gk_cpu_map_f32) if h.dtype == np.float32 else (_D, lib.gk_cpu_map_f64)
+    desc = np.asarray(fn.cuda_descriptor(), dtype=np.float64)
+    ok = fn_c(_ptr(desc, _D), h.size, _ptr(h, kind), None if pre is None else _ptr(pre, kind),
+              scale, _ptr(out, kind))
+    if not ok:
+        raise RuntimeError(f"the CPU kernels have no value for {fn!r}")
+    return out
 
 
 def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:

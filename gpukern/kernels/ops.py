@@ -1,7 +1,8 @@
 """Elementwise hot-path operations, each in one place for both backends.
 
 On the CuPy backend they run as Numba CUDA kernels (:mod:`.numba_cuda`, on the CuPy
-arrays through ``__cuda_array_interface__``); on NumPy as array expressions. GEMMs are
+arrays through ``__cuda_array_interface__``); on NumPy in the compiled CPU kernels
+(:mod:`.cpu_fused`) where they are built, else as array expressions. GEMMs are
 not here: they stay ``@`` (BLAS / cuBLAS).
 """
 
@@ -19,8 +20,29 @@ def _use_numba() -> bool:
     return BACKEND.name == "cupy"
 
 
+def _use_cpu(fn: ScalarFunction, *arrays: Array) -> bool:
+    if BACKEND.name != "numpy":
+        return False
+    from . import cpu_fused
+
+    return cpu_fused.can_map(fn, *arrays)
+
+
+def activate(fn: ScalarFunction, h: Array) -> Array:
+    """fn(h): an activation of a finite network (on NumPy, one compiled vectorised pass)."""
+    if _use_cpu(fn, h):
+        from . import cpu_fused
+
+        return cpu_fused.map_values(fn, h)
+    return fn(h)
+
+
 def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) -> Array:
     """pre * scale * fn(h): one step of (surrogate) backprop after the GEMM delta W."""
+    if _use_cpu(fn, pre, h):
+        from . import cpu_fused
+
+        return cpu_fused.map_values(fn, h, pre, scale)
     desc = fn.cuda_descriptor()
     if _use_numba() and desc is not None:
         from . import numba_cuda

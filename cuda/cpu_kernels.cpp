@@ -1,3 +1,4 @@
+// The CPU kernels: the fused recursion, and the elementwise f(h) of finite networks.
 // The fused recursion on the CPU: the same per-entry math as the GPU kernel
 // (gpukern/recursion.cuh, gaussian.cuh), restructured for a CPU core. Each thread takes
 // rows i; for a chunk of B columns it computes the input Gram, then walks all layers with
@@ -195,6 +196,50 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
   return status;
 }
 
+// out = f(h), or out = (pre * scale) * f(h) (surrogate backprop's step) when pre is given:
+// f evaluated in double, the products in the array's type (as NumPy rounds them).
+constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays: one thread (SGL's N = 16)
+
+template <typename V>
+struct MapOp {
+  const gk::Fn& f;
+  int64_t n;
+  const V* __restrict h;
+  const V* __restrict pre;
+  V scale;
+  V* __restrict out;
+
+  template <int K>
+  bool run() {
+    if constexpr (K == gk::kNoKind || K == gk::kTable) {
+      return false;
+    } else {
+      const gk::Fn ff = f;
+      const V* __restrict hv = h;
+      const V* __restrict pv = pre;
+      V* __restrict o = out;
+      const V sc = scale;
+      if (pv == nullptr) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i)
+          o[i] = static_cast<V>(gk::value_k<K, double>(ff, static_cast<double>(hv[i])));
+      } else {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+        for (int64_t i = 0; i < n; ++i)
+          o[i] = (pv[i] * sc) * static_cast<V>(gk::value_k<K, double>(ff, static_cast<double>(hv[i])));
+      }
+      return true;
+    }
+  }
+};
+
+template <typename V>
+int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* out) {
+  const gk::Fn f = gk::make_fn(fn);
+  MapOp<V> op{f, n, h, pre, static_cast<V>(scale), out};
+  return gk::dispatch_kind(f.kind, op);
+}
+
 // Lower triangle := transpose of the upper one, in cache-sized blocks.
 template <typename Out>
 void mirror(int n, Out* a) {
@@ -248,6 +293,17 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          float* kout) {
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, tables,
                      offsets, npairs, upper, nngp, kout);
+}
+
+// out = f(h) (pre null) or (pre * scale) * f(h), n entries; 0 for a kind without value.
+int gk_cpu_map_f64(const double* fn, int64_t n, const double* h, const double* pre,
+                   double scale, double* out) {
+  return map<double>(fn, n, h, pre, scale, out);
+}
+
+int gk_cpu_map_f32(const double* fn, int64_t n, const float* h, const float* pre, double scale,
+                   float* out) {
+  return map<float>(fn, n, h, pre, scale, out);
 }
 
 int gk_cpu_threads() { return omp_get_max_threads(); }
