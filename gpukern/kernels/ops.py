@@ -20,8 +20,13 @@ def _use_numba() -> bool:
     return BACKEND.name == "cupy"
 
 
+CPU_MIN_SIZE = 1 << 15
+"""Smaller arrays (SGL's per-network steps) stay NumPy expressions: a ctypes call costs
+more than it saves there."""
+
+
 def _use_cpu(fn: ScalarFunction, *arrays: Array) -> bool:
-    if BACKEND.name != "numpy":
+    if BACKEND.name != "numpy" or arrays[-1].size < CPU_MIN_SIZE:
         return False
     from . import cpu_fused
 
