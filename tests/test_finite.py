@@ -153,6 +153,27 @@ def test_blocks_equal_one_block():
         np.testing.assert_allclose(tiny_sym, whole_sym, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("n", [530, 700])  # 530: the last 18 rows join the previous block
+@pytest.mark.parametrize("kind, left", [("ntk", "true"), ("ntk", "surrogate"),
+                                        ("nngp", "true")])
+def test_symmetric_tiles_equal_jacobian_product(n, kind, left):
+    """A block against itself is computed in row tiles I <= J and mirrored."""
+    from gpukern import finite
+    assert n >= 2 * finite.SYMMETRIC_SPLIT
+    net = gk.MLP(2, gk.activations.erf(2.0), gk.surrogates.erf(1.0), bias_std=0.2)
+    p = net.init(3, (6, 5), ensemble=2, seed=1)
+    x = _x(n)
+    got = net.empirical_kernel(p, x, left=left, right=left, kind=kind)
+    if kind == "nngp":
+        z = finite.forward(net._arch, p, x)[1][-1]
+        ref = z @ z.swapaxes(-1, -2) / z.shape[-1] + 0.2**2
+    else:
+        j = net.jacobian(p, x, left)
+        ref = j @ j.swapaxes(-1, -2)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(got, got.swapaxes(-1, -2), rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize("kernel, left, right", [("ntk", "true", "true"),
                                                  ("sgntk", "true", "surrogate")])
 def test_empirical_converges_to_analytic_like_one_over_width(kernel, left, right):
