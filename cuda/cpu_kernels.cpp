@@ -32,6 +32,7 @@ double log(double) noexcept;
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -240,6 +241,132 @@ int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* 
   return gk::dispatch_kind(f.kind, op);
 }
 
+// ---------------------------------------------------------------------------- SGL step
+// One full-batch SGL step of E networks (gpukern/training.py): for each network, forward
+// (h_l = scale_l z_{l-1} W_l^T + sb b_l, z_l = sigma(h_l)), residual r = f - y, then the
+// fused backward pass and update, layer by layer from the readout:
+//   grad_b = sb sum_n delta,  delta_prev = (delta W_l) scale_l * d(h_{l-1}) (old W_l),
+//   W_l += -lr scale_l delta^T z_{l-1},  b_l -= lr grad_b.
+// Networks are shared out to OpenMP threads; the GEMMs are the caller's BLAS (scipy's
+// cython_blas sgemm/dgemm, Fortran interface, called single-threaded), on row-major
+// arrays seen as column-major transposes.
+template <typename V>
+using Gemm = void (*)(const char*, const char*, const int*, const int*, const int*, const V*,
+                      const V*, const int*, const V*, const int*, const V*, V*, const int*);
+
+template <typename V, int K>
+struct Apply {  // out = f(h), or out = (pre * scale) * f(h)
+  static void run(const gk::Fn f, int64_t n, const V* __restrict h, const V* pre, V scale,
+                  V* __restrict out) {
+    if (pre == nullptr) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = static_cast<V>(gk::value_k<K, double>(f, static_cast<double>(h[i])));
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = (pre[i] * scale) * static_cast<V>(gk::value_k<K, double>(f, static_cast<double>(h[i])));
+    }
+  }
+};
+
+template <typename V>
+struct ApplyOp {
+  const gk::Fn& f;
+  int64_t n;
+  const V* h;
+  const V* pre;
+  V scale;
+  V* out;
+  template <int K>
+  bool run() {
+    if constexpr (K == gk::kNoKind || K == gk::kTable) {
+      return false;
+    } else {
+      Apply<V, K>::run(f, n, h, pre, scale, out);
+      return true;
+    }
+  }
+};
+
+template <typename V>
+bool apply(const gk::Fn& f, int64_t n, const V* h, const V* pre, V scale, V* out) {
+  ApplyOp<V> op{f, n, h, pre, scale, out};
+  return gk::dispatch_kind(f.kind, op);
+}
+
+template <typename V>
+int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* const* bs,
+             const V* x, const V* y, double lr, double sw, double sb, const double* sigma_d,
+             const double* deriv_d, Gemm<V> gemm, V* f_out) {
+  const gk::Fn sigma = gk::make_fn(sigma_d), deriv = gk::make_fn(deriv_d);
+  int status = 1;
+#pragma omp parallel
+  {
+    // per thread: h_l (n x sizes[l+1]), z_l (n x sizes[l]) for l >= 1, two deltas
+    std::vector<std::vector<V>> h(depth + 1), z(depth + 1);
+    int widest = 1;
+    for (int l = 0; l <= depth; ++l) {
+      h[l].resize((size_t)n * sizes[l + 1]);
+      if (l > 0) z[l].resize((size_t)n * sizes[l]);
+      widest = std::max(widest, sizes[l + 1]);
+    }
+    std::vector<V> delta((size_t)n * widest), next((size_t)n * widest);
+    bool good = true;
+#pragma omp for schedule(dynamic, 1)
+    for (int e = 0; e < n_nets; ++e) {
+      const V zero = V(0), one = V(1);
+      for (int l = 0; l <= depth; ++l) {  // forward
+        const int in = sizes[l], out = sizes[l + 1];
+        const V* w = ws[l] + (int64_t)e * out * in;
+        const V* b = bs[l] + (int64_t)e * out;
+        const V* zin = l == 0 ? x : z[l].data();
+        V* hl = h[l].data();
+        const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
+        gemm("T", "N", &out, &n, &in, &one, w, &in, zin, &in, &zero, hl, &out);
+        const V sbv = static_cast<V>(sb);
+        for (int i = 0; i < n; ++i)
+          for (int o = 0; o < out; ++o) {
+            V& v = hl[(int64_t)i * out + o];
+            v = v * scale + sbv * b[o];
+          }
+        if (l < depth) good = apply(sigma, (int64_t)n * out, hl, (const V*)nullptr, one, z[l + 1].data()) && good;
+      }
+      V* d = delta.data();
+      for (int i = 0; i < n; ++i) {
+        f_out[(int64_t)e * n + i] = h[depth][i];
+        d[i] = h[depth][i] - y[i];
+      }
+      for (int l = depth; l >= 0; --l) {  // backward and update
+        const int in = sizes[l], out = sizes[l + 1];
+        V* w = ws[l] + (int64_t)e * out * in;
+        V* b = bs[l] + (int64_t)e * out;
+        const V* zin = l == 0 ? x : z[l].data();
+        const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
+        if (l > 0) {  // with the old weights, before they change
+          gemm("N", "N", &in, &n, &out, &one, w, &in, d, &out, &zero, next.data(), &in);
+          good = apply(deriv, (int64_t)n * in, h[l - 1].data(), next.data(), scale,
+                       next.data()) && good;
+        }
+        const V alpha = static_cast<V>(-lr) * scale;
+        gemm("N", "T", &in, &out, &n, &alpha, zin, &in, d, &out, &one, w, &in);
+        const V sbv = static_cast<V>(sb), lrv = static_cast<V>(lr);
+        for (int o = 0; o < out; ++o) {
+          V sum = V(0);
+          for (int i = 0; i < n; ++i) sum += d[(int64_t)i * out + o];
+          b[o] -= lrv * (sbv * sum);
+        }
+        if (l > 0) std::swap(delta, next), d = delta.data();
+      }
+    }
+    if (!good) {
+#pragma omp atomic write
+      status = 0;
+    }
+  }
+  return status;
+}
+
 // Lower triangle := transpose of the upper one, in cache-sized blocks.
 template <typename Out>
 void mirror(int n, Out* a) {
@@ -304,6 +431,25 @@ int gk_cpu_map_f64(const double* fn, int64_t n, const double* h, const double* p
 int gk_cpu_map_f32(const double* fn, int64_t n, const float* h, const float* pre, double scale,
                    float* out) {
   return map<float>(fn, n, h, pre, scale, out);
+}
+
+// One SGL step of n_nets networks in place (see sgl_step); f_out (n_nets, n): the
+// outputs before it. gemm: a Fortran-interface sgemm/dgemm. Returns 0 if sigma or the
+// derivative has no value kind.
+int gk_cpu_sgl_step_f64(int n_nets, int n, int depth, const int* sizes, double* const* ws,
+                        double* const* bs, const double* x, const double* y, double lr,
+                        double sw, double sb, const double* sigma, const double* deriv,
+                        void* gemm, double* f_out) {
+  return sgl_step<double>(n_nets, n, depth, sizes, ws, bs, x, y, lr, sw, sb, sigma, deriv,
+                          reinterpret_cast<Gemm<double>>(gemm), f_out);
+}
+
+int gk_cpu_sgl_step_f32(int n_nets, int n, int depth, const int* sizes, float* const* ws,
+                        float* const* bs, const float* x, const float* y, double lr,
+                        double sw, double sb, const double* sigma, const double* deriv,
+                        void* gemm, float* f_out) {
+  return sgl_step<float>(n_nets, n, depth, sizes, ws, bs, x, y, lr, sw, sb, sigma, deriv,
+                         reinterpret_cast<Gemm<float>>(gemm), f_out);
 }
 
 int gk_cpu_threads() { return omp_get_max_threads(); }

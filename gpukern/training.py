@@ -86,13 +86,22 @@ def sgl_step(arch, params: Params, x: Array, y: Array, lr: float, derivative) ->
     once, so that its weights are still in cache for the backward pass and the update;
     networks are shared out to one thread per core, each with single-threaded BLAS
     (multi-threaded BLAS on GEMMs of N = 16 rows costs more than it gains). A network's
-    arithmetic is the same whichever thread runs it. Elsewhere (CuPy): batched over E.
+    arithmetic is the same whichever thread runs it. The compiled CPU kernels do this in
+    one call (cpu_fused.sgl_step: OpenMP over networks, scipy's BLAS); without them, or
+    for functions without a descriptor, a Python loop over networks does the same with
+    NumPy. Elsewhere (CuPy): batched over E.
     """
     if BACKEND.name != "numpy":
         hs, zs = forward(arch, params, x)
         f = hs[-1][..., 0]
         _backward_update(arch, params, hs, zs, f - y, lr, derivative)
         return f
+    from .kernels import cpu_fused
+
+    if cpu_fused.can_step(arch.sigma, derivative, params.weights, params.biases, x, y):
+        with _single_threaded_blas():
+            return cpu_fused.sgl_step(arch.sigma, derivative, arch.weight_std, arch.bias_std,
+                                      params.weights, params.biases, x, y, lr)
     f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
 
     def one(e: int) -> None:

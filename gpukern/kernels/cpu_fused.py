@@ -107,6 +107,12 @@ def library() -> ctypes.CDLL | None:
         fn = getattr(lib, f"gk_cpu_map_{suffix}")
         fn.argtypes = [_D, ctypes.c_int64, ptr, ptr, ctypes.c_double, ptr]
         fn.restype = ctypes.c_int
+    for suffix, ptr in (("f64", _D), ("f32", _F)):
+        fn = getattr(lib, f"gk_cpu_sgl_step_{suffix}")
+        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                       ctypes.c_void_p, ctypes.c_void_p, ptr, ptr, ctypes.c_double,
+                       ctypes.c_double, ctypes.c_double, _D, _D, ctypes.c_void_p, ptr]
+        fn.restype = ctypes.c_int
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
 
@@ -148,6 +154,57 @@ def map_values(fn: ScalarFunction, h: np.ndarray, pre: np.ndarray | None = None,
     if not ok:
         raise RuntimeError(f"the CPU kernels have no value for {fn!r}")
     return out
+
+
+@functools.cache
+def _blas_gemm(name: str) -> int:
+    """Address of scipy's Fortran-interface ?gemm (scipy.linalg.cython_blas, the stable
+    C ABI it exports for compiled code)."""
+    from scipy.linalg import cython_blas
+
+    capsule = cython_blas.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+    get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return int(get_ptr(capsule, get_name(capsule)))
+
+
+def can_step(sigma: ScalarFunction, derivative: ScalarFunction, weights, biases, x, y) -> bool:
+    """True when :func:`sgl_step` takes this ensemble (value kinds for sigma and the
+    derivative; float32/float64 C-contiguous NumPy arrays of one dtype; the library)."""
+    arrays = [*weights, *biases, x, y]
+    dt = arrays[0].dtype
+    return (sigma.cuda_descriptor() is not None and derivative.cuda_descriptor() is not None
+            and dt in (np.float32, np.float64)
+            and all(isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous
+                    for a in arrays)
+            and available())
+
+
+def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: float,
+             bias_std: float, weights, biases, x: np.ndarray, y: np.ndarray, lr: float
+             ) -> np.ndarray:
+    """One SGL step of every network in place (weights (E, n_out, n_in), biases
+    (E, n_out)); returns the outputs f (E, N) before it. Networks run in parallel, each
+    whole (forward, backward, update) with single-threaded BLAS."""
+    lib = library()
+    dt = x.dtype
+    e, n = weights[0].shape[0], x.shape[0]
+    sizes = np.asarray([x.shape[1]] + [w.shape[1] for w in weights], dtype=np.intc)
+    ws = np.asarray([w.ctypes.data for w in weights], dtype=np.uintp)
+    bs = np.asarray([b.ctypes.data for b in biases], dtype=np.uintp)
+    f = np.empty((e, n), dtype=dt)
+    kind, fn, gemm = ((_F, lib.gk_cpu_sgl_step_f32, "sgemm") if dt == np.float32
+                      else (_D, lib.gk_cpu_sgl_step_f64, "dgemm"))
+    sig = np.asarray(sigma.cuda_descriptor(), dtype=np.float64)
+    der = np.asarray(derivative.cuda_descriptor(), dtype=np.float64)
+    ok = fn(e, n, len(weights) - 1, sizes.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
+            ws.ctypes.data, bs.ctypes.data, _ptr(x, kind), _ptr(y, kind), lr, weight_std,
+            bias_std, _ptr(sig, _D), _ptr(der, _D), _blas_gemm(gemm), _ptr(f, kind))
+    if not ok:
+        raise RuntimeError("the CPU SGL step met a function without a value kind")
+    return f
 
 
 def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:
