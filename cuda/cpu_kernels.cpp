@@ -299,11 +299,16 @@ template <typename V>
 int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* const* bs,
              const V* x, const V* y, double lr, double sw, double sb, const double* sigma_d,
              const double* deriv_d, Gemm<V> gemm, V* f_out) {
+  // Activations are kept feature-major (n_l x N, "transposed"): every GEMM is then of the
+  // weight matrix as stored, the fastest BLAS case for N of a few dozen rows.
   const gk::Fn sigma = gk::make_fn(sigma_d), deriv = gk::make_fn(deriv_d);
+  std::vector<V> xt((size_t)sizes[0] * n);
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < sizes[0]; ++k) xt[(size_t)k * n + i] = x[(int64_t)i * sizes[0] + k];
   int status = 1;
 #pragma omp parallel
   {
-    // per thread: h_l (n x sizes[l+1]), z_l (n x sizes[l]) for l >= 1, two deltas
+    // per thread: h_l^T (sizes[l+1] x n), z_l^T (sizes[l] x n) for l >= 1, two deltas^T
     std::vector<std::vector<V>> h(depth + 1), z(depth + 1);
     int widest = 1;
     for (int l = 0; l <= depth; ++l) {
@@ -316,21 +321,22 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
 #pragma omp for schedule(dynamic, 1)
     for (int e = 0; e < n_nets; ++e) {
       const V zero = V(0), one = V(1);
-      for (int l = 0; l <= depth; ++l) {  // forward
+      for (int l = 0; l <= depth; ++l) {  // forward: h^T = W z^T (col-major: z W^T)
         const int in = sizes[l], out = sizes[l + 1];
         const V* w = ws[l] + (int64_t)e * out * in;
         const V* b = bs[l] + (int64_t)e * out;
-        const V* zin = l == 0 ? x : z[l].data();
+        const V* zin = l == 0 ? xt.data() : z[l].data();
         V* hl = h[l].data();
         const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
-        gemm("T", "N", &out, &n, &in, &one, w, &in, zin, &in, &zero, hl, &out);
+        gemm("N", "N", &n, &out, &in, &one, zin, &n, w, &in, &zero, hl, &n);
         const V sbv = static_cast<V>(sb);
-        for (int i = 0; i < n; ++i)
-          for (int o = 0; o < out; ++o) {
-            V& v = hl[(int64_t)i * out + o];
-            v = v * scale + sbv * b[o];
-          }
-        if (l < depth) good = apply(sigma, (int64_t)n * out, hl, (const V*)nullptr, one, z[l + 1].data()) && good;
+        for (int o = 0; o < out; ++o) {
+          const V bias = sbv * b[o];
+#pragma omp simd
+          for (int i = 0; i < n; ++i) hl[(int64_t)o * n + i] = hl[(int64_t)o * n + i] * scale + bias;
+        }
+        if (l < depth)
+          good = apply(sigma, (int64_t)n * out, hl, (const V*)nullptr, one, z[l + 1].data()) && good;
       }
       V* d = delta.data();
       for (int i = 0; i < n; ++i) {
@@ -341,19 +347,19 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
         const int in = sizes[l], out = sizes[l + 1];
         V* w = ws[l] + (int64_t)e * out * in;
         V* b = bs[l] + (int64_t)e * out;
-        const V* zin = l == 0 ? x : z[l].data();
+        const V* zin = l == 0 ? xt.data() : z[l].data();
         const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
-        if (l > 0) {  // with the old weights, before they change
-          gemm("N", "N", &in, &n, &out, &one, w, &in, d, &out, &zero, next.data(), &in);
+        if (l > 0) {  // next^T = W^T delta^T, with the old weights, before they change
+          gemm("N", "T", &n, &in, &out, &one, d, &n, w, &in, &zero, next.data(), &n);
           good = apply(deriv, (int64_t)n * in, h[l - 1].data(), next.data(), scale,
                        next.data()) && good;
         }
-        const V alpha = static_cast<V>(-lr) * scale;
-        gemm("N", "T", &in, &out, &n, &alpha, zin, &in, d, &out, &one, w, &in);
+        const V alpha = static_cast<V>(-lr) * scale;  // W += alpha delta^T z
+        gemm("T", "N", &in, &out, &n, &alpha, zin, &n, d, &n, &one, w, &in);
         const V sbv = static_cast<V>(sb), lrv = static_cast<V>(lr);
         for (int o = 0; o < out; ++o) {
           V sum = V(0);
-          for (int i = 0; i < n; ++i) sum += d[(int64_t)i * out + o];
+          for (int i = 0; i < n; ++i) sum += d[(int64_t)o * n + i];
           b[o] -= lrv * (sbv * sum);
         }
         if (l > 0) std::swap(delta, next), d = delta.data();
