@@ -19,8 +19,6 @@ the current step, which is then checkpointed.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import math
@@ -36,6 +34,7 @@ import numpy as np
 from . import _checks
 from ._backend import BACKEND
 from ._io import atomic_write
+from ._threads import parallel_map, single_threaded_blas
 from .finite import Params, empirical_kernel, forward
 from .kernels import ops
 
@@ -99,7 +98,7 @@ def sgl_step(arch, params: Params, x: Array, y: Array, lr: float, derivative) ->
     from .kernels import cpu_fused
 
     if cpu_fused.can_step(arch.sigma, derivative, params.weights, params.biases, x, y):
-        with _single_threaded_blas():
+        with single_threaded_blas():
             return cpu_fused.sgl_step(arch.sigma, derivative, arch.weight_std, arch.bias_std,
                                       params.weights, params.biases, x, y, lr)
     f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
@@ -129,41 +128,8 @@ def outputs(arch, params: Params, x: Array) -> Array:
 
 def _per_network(fn, n: int) -> None:
     """fn(e) for e < n, shared out to one thread per core, BLAS single-threaded."""
-    workers = min(n, _threads())
-
-    def run(indices: range) -> None:
-        for e in indices:
-            fn(e)
-
-    with _single_threaded_blas():
-        if workers == 1:
-            run(range(n))
-        else:
-            list(_pool(workers).map(run, [range(k, n, workers) for k in range(workers)]))
-
-
-def _threads() -> int:
-    """Threads for the per-network loop: GPUKERN_NUM_THREADS, else the usable cores."""
-    env = os.environ.get("GPUKERN_NUM_THREADS")
-    if env:
-        return _checks.integer("GPUKERN_NUM_THREADS", int(env), 1)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@functools.cache
-def _pool(workers: int):
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="gpukern-sgl")
-
-
-def _single_threaded_blas():
-    """BLAS limited to one thread for the block (threadpoolctl), if threadpoolctl is here."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # correct without it, only slower
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    with single_threaded_blas():
+        parallel_map(fn, range(n))
 
 
 def _backward_update(arch, params: Params, hs: list[Array], zs: list[Array], resid: Array,

@@ -195,7 +195,6 @@ def test_compiled_step_equals_numpy_step(monkeypatch, act, sur, derivative, dept
     """The compiled SGL step (cpu_fused.sgl_step) against the per-network NumPy loop:
     float64 to rounding (GEMM summation orders differ), 10 steps."""
     from gpukern.kernels import cpu_fused
-    import gpukern.training as tr
 
     activation = {"sign": gk.activations.sign(), "erf": gk.activations.erf(1.5),
                   "relu": gk.activations.relu(), "step": gk.activations.step()}[act]
