@@ -288,6 +288,10 @@ def empirical_kernel(arch: Architecture, params: Params, x1: Array, x2: Array | 
     not E N width depth.
     """
     xp = BACKEND.xp
+    if left is not None and (left.is_delta or right.is_delta):
+        # a delta side (the true derivative of a jump) is 0 in every hidden layer: only the
+        # readout layer contributes, and its term is the NNGP form (delta_{L+1} = 1)
+        left = right = None
     nngp = left is None
     same_side = nngp or left == right
     xb = x1 if x2 is None else x2

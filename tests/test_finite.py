@@ -108,6 +108,10 @@ def test_jump_true_side_is_readout_only():
                                   net.empirical_kernel(p, x, kind="nngp"))
     j = net.jacobian(p, x, "true")
     assert np.all(j[..., : p.size - 9] == 0)
+    # the SG-NTK of a jump network: readout only too, and the Jacobian product says so
+    js = net.jacobian(p, x, "surrogate")
+    np.testing.assert_allclose(net.empirical_kernel(p, x, left="true", right="surrogate"),
+                               j @ js.swapaxes(-1, -2), rtol=1e-12, atol=1e-14)
 
 
 def test_ensemble_axis_is_independent():
