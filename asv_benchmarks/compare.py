@@ -1,13 +1,16 @@
 """Side-by-side timings: gpukern against neural-tangents and PyTorch, in one run.
 
-    python -m asv_benchmarks.compare [--quick] [--repeat 3] [--out compare.json]
+    python -m asv_benchmarks.compare [--quick] [--repeat 5] [--out compare.json]
 
 Runs the configurations of issue 7 with gpukern and, where installed (``pip install
 -e ".[compare]"``), neural-tangents (JAX, jit) and torch, on the same inputs, dtype and
-machine. Before timing, every compared pair of results is checked to agree (the
-relative max-norm difference below a threshold set by the dtype); a disagreement is
-shown in the table and makes the exit status 1. Each time is the best of ``--repeat``
-runs after one warm-up run (JIT compilation, the CPU library's build, caches).
+machine. Each library runs in its own worker process, one after the other, with its
+default threading: two OpenMP runtimes in one process slow each other (measured: torch
+imported next to gpukern's kernels made them 1.3x slower), and that is not how either is
+used. gpukern's worker saves its results; the others load them and check that they agree
+(relative max-norm difference below a threshold set by the dtype) before timing their
+own; a disagreement is shown in the table and makes the exit status 1. Each time is the
+best of ``--repeat`` runs after one warm-up run (JIT compilation, library builds).
 
 The same run measures the machine's limits: float32/float64 GEMM FLOP/s (NumPy's BLAS,
 a 2048^3 product) and streaming-copy bandwidth, and reports each workload as a fraction
@@ -19,24 +22,28 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import gpukern as gk
-from gpukern.kernels import cpu_fused
-
-AGREE = {np.float32: 1e-4, np.float64: 1e-9}
+AGREE = {"float32": 1e-4, "float64": 1e-9}
 """Max |a - b| / max |b| allowed between two implementations of one quantity. float32:
 ~1e3 eps for sums of ~1e3 products and three layers; float64: rounding of different but
 exact formulas (arcsin vs atan2, GEMM orders), far above it, far below any real error."""
+
+DTYPES = ("float32", "float64")
+LIBRARIES = ("gpukern", "neural-tangents", "torch")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -61,36 +68,34 @@ def inputs(n: int, n0: int = 16, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, n0))
 
 
-class Table:
-    """Rows of (workload, implementation, time, ratio, fraction of the machine limit)."""
+class Sizes:
+    """The configurations (issue 7), or small ones with --quick."""
 
-    def __init__(self) -> None:
+    def __init__(self, quick: bool) -> None:
+        self.depth = 3
+        self.n_analytic = 512 if quick else 4096
+        self.n_emp, self.n_emp_small, self.width = (128, 64, 128) if quick else (1024, 256, 1024)
+        self.ensemble, self.sgl_width, self.n_sgl, self.steps = (
+            (10, 64, 16, 5) if quick else (100, 512, 16, 20))
+
+
+class Worker:
+    """What a worker process knows: sizes, repeats, the shared folder, machine limits."""
+
+    def __init__(self, sizes: Sizes, repeat: int, shared: Path, limits: dict) -> None:
+        self.s, self.repeat, self.shared, self.limits = sizes, repeat, shared, limits
         self.rows: list[dict] = []
-        self.failed = False
 
     def add(self, **row) -> None:
-        if row.get("agrees") is False:
-            self.failed = True
         self.rows.append(row)
-        print(_format_row(row), flush=True)
 
+    def check(self, name: str, got: Any, dtype: str) -> tuple[float, bool]:
+        """Agreement with gpukern's saved result ``name``."""
+        diff = rel_diff(got, np.load(self.shared / f"{name}.npy"))
+        return diff, diff < AGREE[dtype]
 
-def _format_row(r: dict) -> str:
-    t = r.get("seconds")
-    cells = [r["workload"], r["dtype"], r["impl"],
-             "—" if t is None else f"{t:.4g} s",
-             r.get("rate", ""),
-             "" if r.get("speedup") is None else f"{r['speedup']:.2f}×",
-             r.get("limit", ""),
-             "" if r.get("diff") is None else
-             f"{r['diff']:.1e} {'ok' if r['agrees'] else 'DISAGREE'}",
-             r.get("note", "")]
-    return "| " + " | ".join(cells) + " |"
-
-
-HEADER = ("| workload | dtype | implementation | time | rate | gpukern speed-up | "
-          "fraction of machine limit | agreement (rel. max diff) | note |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+    def save(self, name: str, value: Any) -> None:
+        np.save(self.shared / f"{name}.npy", np.asarray(value))
 
 
 # ------------------------------------------------------------------- machine limits
@@ -110,243 +115,247 @@ def machine_limits(repeat: int) -> dict:
     return out
 
 
-# ----------------------------------------------------------------- neural-tangents
+def _empirical_flops(n: int, widths: list[int], symmetric: bool = True) -> float:
+    """GEMM FLOPs of the layerwise Gram method: forward and delta propagation 2 N n_l
+    n_{l+1} each (a second delta propagation if not symmetric), per layer N^2 (n_{l-1} +
+    n_l) for Z and D counted once per symmetric pair (twice for full Grams)."""
+    sizes = [16] + widths + [1]
+    passes = 4 if symmetric else 6
+    fb = sum(passes * n * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    grams = sum(n * n * (a + b) for a, b in zip(sizes[:-1], sizes[1:]))
+    return fb + (grams if symmetric else 2 * grams)
+
+
+def _sgl_bytes(width: int) -> int:
+    """Weight entries read and written per network-step: W read by the forward and the
+    backward pass, read and written by the update (4 passes)."""
+    return 4 * sum(a * b for a, b in zip([16, width, width], [width, width, 1]))
+
+
+# ------------------------------------------------------------------- gpukern worker
+def run_gpukern(w: Worker) -> None:
+    import gpukern as gk
+    from gpukern.kernels import cpu_fused
+
+    s = w.s
+    # analytic
+    x = inputs(s.n_analytic)
+    erf_net = gk.MLP(s.depth, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.1)
+    sign_cf = gk.MLP(s.depth, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
+    sign_q = gk.MLP(s.depth, gk.activations.sign(), gk.surrogates.fast_sigmoid(5.0),
+                    bias_std=0.1)
+    n = s.n_analytic
+    for dname in DTYPES:
+        ref = erf_net.kernels(x, which=("nngp", "ntk"), dtype=dname)
+        w.save(f"analytic_nngp_{dname}", ref["nngp"][::16])
+        w.save(f"analytic_ntk_{dname}", ref["ntk"][::16])
+        t_gk = best_time(lambda: erf_net.kernels(x, which=("nngp", "ntk"), dtype=dname),
+                         w.repeat)
+        out_bytes = 2 * n * n * np.dtype(dname).itemsize
+        entry_layers = n * (n + 1) // 2 * s.depth  # symmetric: the upper triangle
+        w.add(workload="analytic_erf", dtype=dname, impl="gpukern", seconds=t_gk,
+              rate=f"{n * n / t_gk / 1e6:.0f} M entries/s",
+              limit=f"compute-bound: {t_gk / entry_layers * 1e9 * cpu_fused.threads():.1f} "
+                    f"core-ns per entry and layer; writes at "
+                    f"{out_bytes / t_gk / w.limits['copy_bytes_per_s']:.0%} of copy bandwidth",
+              note=f"compiled CPU path: {cpu_fused.available()}, {cpu_fused.threads()} threads")
+        t_cf = best_time(lambda: sign_cf.sgntk(x, dtype=dname), w.repeat)
+        w.add(workload="analytic_sign_closed", dtype=dname, impl="gpukern", seconds=t_cf,
+              note=f"{t_cf / t_gk:.2f}× the erf NNGP+NTK time (not symmetric: all N² "
+                   "entries)")
+        t_q = best_time(lambda: sign_q.sgntk(x, dtype=dname), max(1, w.repeat // 3))
+        w.add(workload="analytic_sign_table", dtype=dname, impl="gpukern", seconds=t_q,
+              note=f"{t_q / t_cf:.2f}× the closed-form SG-NTK")
+    # empirical
+    dt = np.float32
+    emp = gk.MLP(s.depth, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.1)
+    sg_net = gk.MLP(s.depth, gk.activations.erf(1.0), gk.surrogates.atan(2.0), bias_std=0.1)
+    sign_net = gk.MLP(s.depth, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
+    params = emp.init(16, s.width, ensemble=1, seed=0, dtype=dt)
+    for i, w_ in enumerate(params.weights):
+        w.save(f"emp_w{i}", w_[0])
+        w.save(f"emp_b{i}", params.biases[i][0])
+    peak = w.limits["gemm_flops_float32"]
+    for n_pts in (s.n_emp, s.n_emp_small):
+        xe = inputs(n_pts).astype(dt)
+        w.save(f"emp_ntk_{n_pts}", emp.empirical_kernel(params, xe, left="true", right="true")[0])
+        t = best_time(lambda: emp.empirical_kernel(params, xe, left="true", right="true"),
+                      w.repeat)
+        fl = _empirical_flops(n_pts, [s.width] * s.depth)
+        w.add(workload=f"emp_ntk_{n_pts}", dtype="float32", impl="gpukern", seconds=t,
+              rate=f"{fl / t / 1e9:.0f} GFLOP/s", limit=f"{fl / t / peak:.0%} of GEMM peak")
+        if n_pts != s.n_emp:
+            continue
+        fl_sg = _empirical_flops(n_pts, [s.width] * s.depth, symmetric=False)
+        t = best_time(lambda: sg_net.empirical_kernel(params, xe, left="true",
+                                                      right="surrogate"), w.repeat)
+        w.add(workload="emp_sgntk_erf", dtype="float32", impl="gpukern", seconds=t,
+              rate=f"{fl_sg / t / 1e9:.0f} GFLOP/s", limit=f"{fl_sg / t / peak:.0%} of GEMM peak",
+              note="not symmetric: two backward passes, full Grams")
+        t = best_time(lambda: sign_net.empirical_kernel(params, xe, left="true",
+                                                        right="surrogate"), w.repeat)
+        w.add(workload="emp_sgntk_sign", dtype="float32", impl="gpukern", seconds=t,
+              note="the true side of a jump is a delta: readout layer only")
+    # SGL
+    net = _sgl_net(gk)
+    xs = inputs(s.n_sgl)
+    ys = np.sin(xs[:, 0])
+    small = net.init(16, s.sgl_width, ensemble=3, seed=0, dtype=np.float64)
+    after = gk.train(net, small, xs, ys, lr=0.01, steps=3).params
+    for i, (w_, b_) in enumerate(zip(after.weights, after.biases)):
+        w.save(f"sgl_w{i}", w_)
+        w.save(f"sgl_b{i}", b_)
+    for dname in DTYPES:
+        p0 = net.init(16, s.sgl_width, ensemble=s.ensemble, seed=0, dtype=dname)
+        t = best_time(lambda: gk.train(net, p0, xs, ys, lr=0.01, steps=s.steps), w.repeat)
+        rate = s.ensemble * s.steps / t
+        traffic = rate * _sgl_bytes(s.sgl_width) * np.dtype(dname).itemsize
+        w.add(workload="sgl", dtype=dname, impl="gpukern", seconds=t / s.steps,
+              rate=f"{rate:.0f} net-steps/s",
+              limit=f"{traffic / w.limits['copy_bytes_per_s']:.0%} of copy bandwidth",
+              note="time per step")
+
+
+def _sgl_net(gk):
+    return gk.MLP(2, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
+
+
+# ----------------------------------------------------------- neural-tangents worker
 def _neural_tangents():
     """neural_tangents with the shim its STRUCTURED_DERIVATIVES needs on newer JAX."""
-    try:
-        import jax
-        from jax._src import source_info_util
-        from jax.interpreters import ad
-    except ImportError:
-        return None, None
+    import jax
+    from jax._src import source_info_util
+    from jax.interpreters import ad
+
     for name, value in (("source_info_util", source_info_util), ("config", jax.config)):
         if not hasattr(ad, name):
             setattr(ad, name, value)
-    try:
-        import neural_tangents as nt
-    except ImportError:
-        return None, None
+    import neural_tangents as nt
+
     return jax, nt
 
 
-def _x64(jax, dtype) -> None:
-    """JAX's float64 mode on for float64 runs only (float32 runs as JAX users run it)."""
-    jax.config.update("jax_enable_x64", np.dtype(dtype) == np.float64)
-
-
-def _nt_mlp(nt, depth: int, width: int, act: str, bias_std: float):
+def _nt_mlp(depth: int, width: int):
     from neural_tangents import stax
 
     layers = []
     for _ in range(depth):
-        layers += [stax.Dense(width, W_std=1.0, b_std=bias_std),
-                   stax.Erf() if act == "erf" else stax.Relu()]
-    layers.append(stax.Dense(1, W_std=1.0, b_std=bias_std))
+        layers += [stax.Dense(width, W_std=1.0, b_std=0.1), stax.Erf()]
+    layers.append(stax.Dense(1, W_std=1.0, b_std=0.1))
     return stax.serial(*layers)
 
 
-def _nt_params(params: gk.Params, dtype) -> list:
-    """gpukern's (E=1) Params in stax's layout: Dense (W (n_in, n_out), b (n_out,)),
-    activation layers ()."""
-    out = []
-    for l, (w, b) in enumerate(zip(params.weights, params.biases)):
-        if l:
-            out.append(())
-        out.append((np.asarray(w[0].T, dtype=dtype), np.asarray(b[0], dtype=dtype)))
-    return out
+def run_neural_tangents(w: Worker) -> None:
+    jax, nt = _neural_tangents()
+    s = w.s
+    x = inputs(s.n_analytic)
+    for dname in DTYPES:
+        # float64 mode for float64 runs only: float32 runs as JAX users run it
+        jax.config.update("jax_enable_x64", dname == "float64")
+        _, _, kfn = _nt_mlp(s.depth, 1)
+        kfn = jax.jit(kfn, static_argnames="get")
+        xj = jax.numpy.asarray(x.astype(dname))
+
+        def run():
+            r = kfn(xj, None, get=("nngp", "ntk"))
+            r.ntk.block_until_ready()
+            return r
+
+        r = run()
+        d1, ok1 = w.check(f"analytic_nngp_{dname}", np.asarray(r.nngp)[::16], dname)
+        d2, ok2 = w.check(f"analytic_ntk_{dname}", np.asarray(r.ntk)[::16], dname)
+        w.add(workload="analytic_erf", dtype=dname, impl="neural-tangents (jit)",
+              seconds=best_time(run, w.repeat), diff=max(d1, d2), agrees=ok1 and ok2)
+    jax.config.update("jax_enable_x64", False)
+    _, apply_fn, _ = _nt_mlp(s.depth, s.width)
+    params = []
+    for i in range(s.depth + 1):
+        if i:
+            params.append(())
+        params.append((jax.numpy.asarray(np.load(w.shared / f"emp_w{i}.npy").T),
+                       jax.numpy.asarray(np.load(w.shared / f"emp_b{i}.npy"))))
+    impls = nt.NtkImplementation
+    for n_pts in (s.n_emp, s.n_emp_small):
+        xj = jax.numpy.asarray(inputs(n_pts).astype(np.float32))
+        todo = [("STRUCTURED_DERIVATIVES", impls.STRUCTURED_DERIVATIVES)]
+        if n_pts == s.n_emp_small:  # at the full size it needs > 8 GB and minutes
+            todo.append(("JACOBIAN_CONTRACTION", impls.JACOBIAN_CONTRACTION))
+        for label, impl in todo:
+            fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0,
+                                             implementation=impl))
+
+            def run(fn=fn, xj=xj):
+                k = fn(xj, None, params)
+                k.block_until_ready()
+                return k
+
+            diff, ok = w.check(f"emp_ntk_{n_pts}", run(), "float32")
+            w.add(workload=f"emp_ntk_{n_pts}", dtype="float32", impl=f"neural-tangents {label}",
+                  seconds=best_time(run, w.repeat), diff=diff, agrees=ok)
 
 
-# ------------------------------------------------------------------------ workloads
-def analytic(table: Table, limits: dict, n: int, depth: int, repeat: int, nt_mod) -> None:
-    jax, nt = nt_mod
-    x = inputs(n)
-    erf_net = gk.MLP(depth, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.1)
-    sign_cf = gk.MLP(depth, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
-    sign_q = gk.MLP(depth, gk.activations.sign(), gk.surrogates.fast_sigmoid(5.0), bias_std=0.1)
-    name = f"analytic erf NNGP+NTK, depth {depth}, N={n}"
-    for dt in (np.float32, np.float64):
-        dname = np.dtype(dt).name
-        ref = erf_net.kernels(x, which=("nngp", "ntk"), dtype=dt)
-        t_gk = best_time(lambda: erf_net.kernels(x, which=("nngp", "ntk"), dtype=dt), repeat)
-        out_bytes = 2 * n * n * np.dtype(dt).itemsize
-        entry_layers = n * (n + 1) // 2 * depth  # symmetric: the upper triangle is computed
-        table.add(workload=name, dtype=dname, impl="gpukern", seconds=t_gk,
-                  rate=f"{n * n / t_gk / 1e6:.0f} M entries/s",
-                  limit=f"compute-bound: {t_gk / entry_layers * 1e9 * cpu_fused.threads():.1f} "
-                        f"core-ns per entry and layer; writes at "
-                        f"{out_bytes / t_gk / limits['copy_bytes_per_s']:.0%} of copy bandwidth",
-                  note=f"compiled CPU path: {cpu_fused.available()}, "
-                       f"{cpu_fused.threads()} threads")
-        if nt is not None:
-            _x64(jax, dt)
-            _, _, kfn = _nt_mlp(nt, depth, 1, "erf", 0.1)
-            kfn = jax.jit(kfn, static_argnames="get")
-            xj = jax.numpy.asarray(x.astype(dt))
+# --------------------------------------------------------------------- torch worker
+def run_torch(w: Worker) -> None:
+    import torch
 
-            def run_nt():
-                r = kfn(xj, None, get=("nngp", "ntk"))
-                r.ntk.block_until_ready()
-                return r
-
-            r = run_nt()
-            diff = max(rel_diff(r.nngp, ref["nngp"]), rel_diff(r.ntk, ref["ntk"]))
-            t_nt = best_time(run_nt, repeat)
-            table.add(workload=name, dtype=dname, impl="neural-tangents (jit)", seconds=t_nt,
-                      speedup=t_nt / t_gk, diff=diff, agrees=diff < AGREE[dt])
-        t_cf = best_time(lambda: sign_cf.sgntk(x, dtype=dt), repeat)
-        vs_nt = "" if nt is None else f"; {t_nt / t_cf:.2f}× faster than neural-tangents' erf"
-        table.add(workload=f"analytic sign SG-NTK (erf surrogate, closed form), depth {depth}, "
-                           f"N={n}", dtype=dname, impl="gpukern", seconds=t_cf,
-                  note=f"{t_cf / t_gk:.2f}× the erf NNGP+NTK time (not symmetric: all N² "
-                       f"entries){vs_nt}")
-        t_q = best_time(lambda: sign_q.sgntk(x, dtype=dt), max(1, repeat // 3))
-        table.add(workload=f"analytic sign SG-NTK (fast_sigmoid, quadrature table), depth "
-                           f"{depth}, N={n}", dtype=dname, impl="gpukern", seconds=t_q,
-                  note=f"{t_q / t_cf:.2f}× the closed-form SG-NTK")
-
-
-def _empirical_flops(n: int, widths: list[int]) -> float:
-    """GEMM FLOPs of the layerwise Gram method with symmetric (rank-k) Grams: forward and
-    delta propagation 2 N n_l n_{l+1} each, per layer N^2 (n_{l-1} + n_l) for Z and D."""
-    sizes = [16] + widths + [1]
-    fb = sum(4 * n * a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    grams = sum(n * n * (a + b) for a, b in zip(sizes[:-1], sizes[1:]))
-    return fb + grams
-
-
-def empirical(table: Table, limits: dict, n: int, n_small: int, width: int, depth: int,
-              repeat: int, nt_mod, torch_mod) -> None:
-    jax, nt = nt_mod
-    dt = np.float32
-    erf_net = gk.MLP(depth, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.1)
-    sign_net = gk.MLP(depth, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
-    params = erf_net.init(16, width, ensemble=1, seed=0, dtype=dt)
-    flops = _empirical_flops(n, [width] * depth)
-    peak = limits["gemm_flops_float32"]
-    for n_pts in (n, n_small):
-        x = inputs(n_pts).astype(dt)
-        name = f"empirical NTK, erf, width {width}, depth {depth}, N={n_pts}"
-        ref = erf_net.empirical_kernel(params, x, left="true", right="true")[0]
-        t_gk = best_time(lambda: erf_net.empirical_kernel(params, x, left="true", right="true"),
-                         repeat)
-        fl = _empirical_flops(n_pts, [width] * depth)
-        table.add(workload=name, dtype="float32", impl="gpukern", seconds=t_gk,
-                  rate=f"{fl / t_gk / 1e9:.0f} GFLOP/s",
-                  limit=f"{fl / t_gk / peak:.0%} of GEMM peak")
-        if n_pts == n:
-            t_sg = best_time(lambda: sign_net.empirical_kernel(params, x, left="true",
-                                                               right="surrogate"), repeat)
-            table.add(workload=f"empirical SG-NTK, sign, width {width}, depth {depth}, N={n_pts}",
-                      dtype="float32", impl="gpukern", seconds=t_sg,
-                      rate=f"{flops / t_sg / 1e9:.0f} GFLOP/s",
-                      limit=f"{flops / t_sg / peak:.0%} of GEMM peak",
-                      note="not symmetric: both delta sets, full Gram")
-        if nt is not None:
-            _x64(jax, dt)
-            _, apply_fn, _ = _nt_mlp(nt, depth, width, "erf", 0.1)
-            p_nt = jax.tree_util.tree_map(jax.numpy.asarray, _nt_params(params, dt))
-            impls = [("STRUCTURED_DERIVATIVES", nt.NtkImplementation.STRUCTURED_DERIVATIVES)]
-            if n_pts == n_small:
-                impls.append(("JACOBIAN_CONTRACTION", nt.NtkImplementation.JACOBIAN_CONTRACTION))
-            for label, impl in impls:
-                fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0,
-                                                 implementation=impl))
-                xj = jax.numpy.asarray(x)
-
-                def run_nt(fn=fn, xj=xj):
-                    k = fn(xj, None, p_nt)
-                    k.block_until_ready()
-                    return k
-
-                diff = rel_diff(run_nt(), ref)
-                t_nt = best_time(run_nt, repeat)
-                table.add(workload=name, dtype="float32", impl=f"neural-tangents {label}",
-                          seconds=t_nt, speedup=t_nt / t_gk, diff=diff, agrees=diff < AGREE[dt])
-        if torch_mod is not None and n_pts == n_small:
-            t_torch, k_torch = _torch_empirical(torch_mod, params, x, depth, repeat)
-            diff = rel_diff(k_torch, ref)
-            table.add(workload=name, dtype="float32", impl="torch.func jacrev + einsum",
-                      seconds=t_torch, speedup=t_torch / t_gk, diff=diff,
-                      agrees=diff < AGREE[dt])
-
-
-def _torch_empirical(torch, params: gk.Params, x: np.ndarray, depth: int,
-                     repeat: int) -> tuple[float, np.ndarray]:
-    """PyTorch's NTK recipe: jacrev of a functional MLP, contracted with einsum."""
+    s = w.s
+    # empirical: PyTorch's NTK recipe, jacrev of a functional MLP contracted with einsum
     from torch.func import jacrev, vmap
 
-    ws = [torch.tensor(np.asarray(w[0])) for w in params.weights]
-    bs = [torch.tensor(np.asarray(b[0])) for b in params.biases]
-    names = [f"w{i}" for i in range(len(ws))] + [f"b{i}" for i in range(len(bs))]
-    ps = dict(zip(names, ws + bs))
-
-    class Mlp(torch.nn.Module):
-        def forward(self, xx, **p):
-            z = xx
-            for l in range(depth + 1):
-                w, b = p[f"w{l}"], p[f"b{l}"]
-                h = z @ w.T / math.sqrt(w.shape[1]) + 0.1 * b
-                z = torch.erf(h) if l < depth else h
-            return z
-
-    mod = Mlp()
+    n_pts = s.n_emp_small
+    ps = {}
+    for i in range(s.depth + 1):
+        ps[f"w{i}"] = torch.tensor(np.load(w.shared / f"emp_w{i}.npy"))
+        ps[f"b{i}"] = torch.tensor(np.load(w.shared / f"emp_b{i}.npy"))
 
     def f(p, xx):
-        return mod.forward(xx[None], **p)[0]
+        z = xx[None]
+        for l in range(s.depth + 1):
+            wl, bl = p[f"w{l}"], p[f"b{l}"]
+            h = z @ wl.T / math.sqrt(wl.shape[1]) + 0.1 * bl
+            z = torch.erf(h) if l < s.depth else h
+        return z[0]
+
+    xt = torch.tensor(inputs(n_pts).astype(np.float32))
 
     def ntk():
-        xt = torch.tensor(x)
         jac = vmap(jacrev(f), (None, 0))(ps, xt)
         flat = [j.reshape(j.shape[0], -1) for j in jac.values()]
         return sum(torch.einsum("na,ma->nm", j, j) for j in flat)
 
     with torch.no_grad():
-        k = ntk().numpy()
-    return best_time(ntk, repeat), k
+        diff, ok = w.check(f"emp_ntk_{n_pts}", ntk().numpy(), "float32")
+    w.add(workload=f"emp_ntk_{n_pts}", dtype="float32", impl="torch.func jacrev + einsum",
+          seconds=best_time(ntk, w.repeat), diff=diff, agrees=ok)
+    # SGL: agreement after 3 steps on a small ensemble in float64 (in float32 a
+    # pre-activation that rounding puts on the other side of 0 flips a sign unit)
+    import gpukern as gk  # the initial parameters and the surrogate's descriptor only
 
+    net = _sgl_net(gk)
+    xs = inputs(s.n_sgl)
+    ys = np.sin(xs[:, 0])
+    for label, make in (("torch autograd.Function + baddbmm", _torch_sgl_autograd),
+                        ("torch.func vmap(grad)", _torch_sgl_vmap)):
+        small = net.init(16, s.sgl_width, ensemble=3, seed=0, dtype=np.float64)
+        step, read = make(torch, net, small, xs, ys, 0.01)
+        for _ in range(3):
+            step()
+        got = read()
+        refs = ([np.load(w.shared / f"sgl_w{i}.npy") for i in range(3)]
+                + [np.load(w.shared / f"sgl_b{i}.npy") for i in range(3)])
+        diff = max(rel_diff(a, b) for a, b in zip(got, refs))
+        for dname in DTYPES:
+            p0 = net.init(16, s.sgl_width, ensemble=s.ensemble, seed=0, dtype=dname)
+            step, _ = make(torch, net, p0, xs, ys, 0.01)
 
-def sgl(table: Table, limits: dict, ensemble: int, width: int, n: int, steps: int,
-        repeat: int, torch_mod) -> None:
-    net = gk.MLP(2, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
-    x = inputs(n)
-    y = np.sin(x[:, 0])
-    lr = 0.01
-    name = f"ensemble SGL, sign, E={ensemble}, 2 hidden x {width}, N={n}"
-    bytes_per = 4 * sum(a * b for a, b in zip([16, width, width], [width, width, 1]))
-    for dt in (np.float32, np.float64):
-        dname = np.dtype(dt).name
-        p0 = net.init(16, width, ensemble=ensemble, seed=0, dtype=dt)
-        t_gk = best_time(lambda: gk.train(net, p0, x, y, lr=lr, steps=steps), repeat)
-        rate = ensemble * steps / t_gk
-        traffic = rate * bytes_per * np.dtype(dt).itemsize  # W read twice, read+written once
-        table.add(workload=name, dtype=dname, impl="gpukern", seconds=t_gk / steps,
-                  rate=f"{rate:.0f} net-steps/s",
-                  limit=f"{traffic / limits['copy_bytes_per_s']:.0%} of copy bandwidth",
-                  note="time per step")
-        if torch_mod is None:
-            continue
-        # agreement after 3 steps, checked in float64: in float32 a pre-activation that
-        # rounding puts on the other side of 0 flips a sign unit, a real O(1) change
-        p64 = net.init(16, width, ensemble=ensemble, seed=0, dtype=np.float64)
-        ref = gk.train(net, p64, x, y, lr=lr, steps=3).params
-        for label, make in (("torch autograd.Function + baddbmm", _torch_sgl_autograd),
-                            ("torch.func vmap(grad)", _torch_sgl_vmap)):
-            step_fn, state, read = make(torch_mod, net, p64, x, y, lr)
-            for _ in range(3):
-                step_fn(state)
-            diff = max(rel_diff(a, np.asarray(b)) for a, b in
-                       zip(read(state), list(ref.weights) + list(ref.biases)))
-            step_fn, state, read = make(torch_mod, net, p0, x, y, lr)
+            def run(step=step):
+                for _ in range(s.steps):
+                    step()
 
-            def run(step_fn=step_fn, state=state):
-                for _ in range(steps):
-                    step_fn(state)
-
-            t = best_time(run, repeat)
-            table.add(workload=name, dtype=dname, impl=label, seconds=t / steps,
-                      rate=f"{ensemble * steps / t:.0f} net-steps/s", speedup=t / t_gk,
-                      diff=diff, agrees=diff < AGREE[np.float64],
-                      note="time per step; agreement in float64")
+            t = best_time(run, w.repeat)
+            w.add(workload="sgl", dtype=dname, impl=label, seconds=t / s.steps,
+                  rate=f"{s.ensemble * s.steps / t:.0f} net-steps/s", diff=diff,
+                  agrees=diff < AGREE["float64"], note="time per step; agreement in float64")
 
 
 def _torch_surrogate(torch, net):
@@ -357,13 +366,8 @@ def _torch_surrogate(torch, net):
     return lambda v: c * torch.exp(v * v * (-1.0 / a))
 
 
-def _torch_tensors(torch, p0: gk.Params):
-    ws = [torch.tensor(np.array(w), requires_grad=True) for w in p0.weights]
-    bs = [torch.tensor(np.array(b), requires_grad=True) for b in p0.biases]
-    return ws, bs
-
-
 def _torch_sgl_autograd(torch, net, p0, x, y, lr):
+    """Batched over networks: baddbmm, a sign with a surrogate backward, autograd."""
     sur = _torch_surrogate(torch, net)
 
     class SignSG(torch.autograd.Function):
@@ -377,15 +381,15 @@ def _torch_sgl_autograd(torch, net, p0, x, y, lr):
             (h,) = ctx.saved_tensors
             return g * sur(h)
 
-    ws, bs = _torch_tensors(torch, p0)
+    ws = [torch.tensor(np.array(w), requires_grad=True) for w in p0.weights]
+    bs = [torch.tensor(np.array(b), requires_grad=True) for b in p0.biases]
     xt = torch.tensor(x, dtype=ws[0].dtype).expand(ws[0].shape[0], *x.shape)
     yt = torch.tensor(y, dtype=ws[0].dtype)
-    sb = net.bias_std
 
-    def step(state):
+    def step():
         z = xt
         for l, (w, b) in enumerate(zip(ws, bs)):
-            h = torch.baddbmm(sb * b[:, None, :], z, w.transpose(1, 2),
+            h = torch.baddbmm(net.bias_std * b[:, None, :], z, w.transpose(1, 2),
                               alpha=net.weight_std / math.sqrt(w.shape[2]))
             z = SignSG.apply(h) if l < len(ws) - 1 else h
         loss = 0.5 * ((z[..., 0] - yt) ** 2).sum()
@@ -395,10 +399,11 @@ def _torch_sgl_autograd(torch, net, p0, x, y, lr):
                 p -= lr * p.grad
                 p.grad = None
 
-    return step, None, lambda s: [p.detach().numpy() for p in ws + bs]
+    return step, lambda: [p.detach().numpy() for p in ws + bs]
 
 
 def _torch_sgl_vmap(torch, net, p0, x, y, lr):
+    """One network's loss, torch.func.grad, vmap over the networks."""
     from torch.func import grad, vmap
 
     sur = _torch_surrogate(torch, net)
@@ -419,9 +424,8 @@ def _torch_sgl_vmap(torch, net, p0, x, y, lr):
             (h,) = ctx.saved_tensors
             return g * sur(h)
 
-    ws, bs = _torch_tensors(torch, p0)
-    ws = [w.detach() for w in ws]
-    bs = [b.detach() for b in bs]
+    ws = [torch.tensor(np.array(w)) for w in p0.weights]
+    bs = [torch.tensor(np.array(b)) for b in p0.biases]
     xt = torch.tensor(x, dtype=ws[0].dtype)
     yt = torch.tensor(y, dtype=ws[0].dtype)
     sb, sw = net.bias_std, net.weight_std
@@ -435,45 +439,86 @@ def _torch_sgl_vmap(torch, net, p0, x, y, lr):
 
     g = vmap(grad(loss, argnums=(0, 1)))
 
-    def step(state):
+    def step():
         gw, gb = g(ws, bs)
         for p, d in zip(ws + bs, list(gw) + list(gb)):
             p.sub_(lr * d)
 
-    return step, None, lambda s: [p.numpy() for p in ws + bs]
+    return step, lambda: [p.numpy() for p in ws + bs]
+
+
+WORKERS = {"gpukern": run_gpukern, "neural-tangents": run_neural_tangents, "torch": run_torch}
+
+
+def _versions(lib: str) -> dict:
+    if lib == "gpukern":
+        import scipy
+
+        import gpukern as gk
+        from gpukern.kernels import cpu_fused
+
+        return {"gpukern": gk.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+                "compiled_cpu_kernels": cpu_fused.available(),
+                "openmp_threads": cpu_fused.threads()}
+    if lib == "neural-tangents":
+        import jax
+        import jaxlib
+        import neural_tangents as nt
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                "neural_tangents": nt.__version__, "jax_devices": str(jax.devices())}
+    import torch
+
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 # ----------------------------------------------------------------------------- main
-def _versions(nt_mod, torch_mod) -> dict:
-    import scipy
-
-    v = {"python": platform.python_version(), "gpukern": gk.__version__, "numpy": np.__version__,
-         "scipy": scipy.__version__}
-    if nt_mod[0] is not None:
-        import jaxlib
-
-        v |= {"jax": nt_mod[0].__version__, "jaxlib": jaxlib.__version__,
-              "neural_tangents": nt_mod[1].__version__}
-    if torch_mod is not None:
-        v["torch"] = torch_mod.__version__
-    return v
+TITLES = {
+    "analytic_erf": "analytic erf NNGP+NTK, depth {depth}, N={n_analytic}",
+    "analytic_sign_closed": "analytic sign SG-NTK (erf surrogate, closed form), depth {depth}, "
+                            "N={n_analytic}",
+    "analytic_sign_table": "analytic sign SG-NTK (fast_sigmoid, quadrature table), depth "
+                           "{depth}, N={n_analytic}",
+    "emp_sgntk_erf": "empirical SG-NTK (erf, atan surrogate), width {width}, depth {depth}, "
+                     "N={n_emp}",
+    "emp_sgntk_sign": "empirical SG-NTK, sign, width {width}, depth {depth}, N={n_emp}",
+    "sgl": "ensemble SGL, sign, E={ensemble}, 2 hidden x {sgl_width}, N={n_sgl}",
+}
 
 
-def _threads(torch_mod) -> dict:
-    out = {"cpu_count": os.cpu_count(), "gpukern_cpu_recursion_threads": cpu_fused.threads(),
-           "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                              "MKL_NUM_THREADS", "XLA_FLAGS")
-                   if k in os.environ}}
-    try:
-        from threadpoolctl import threadpool_info
+def _title(key: str, s: Sizes) -> str:
+    if key.startswith("emp_ntk_"):
+        return (f"empirical NTK, erf, width {s.width}, depth {s.depth}, "
+                f"N={key.rsplit('_', 1)[1]}")
+    return TITLES[key].format(**vars(s))
 
-        out["blas"] = [{k: i.get(k) for k in ("internal_api", "num_threads", "version")}
-                       for i in threadpool_info()]
-    except ImportError:
-        pass
-    if torch_mod is not None:
-        out["torch_threads"] = torch_mod.get_num_threads()
-    return out
+
+def _format_row(r: dict) -> str:
+    t = r.get("seconds")
+    cells = [r["title"], r["dtype"], r["impl"], "—" if t is None else f"{t:.4g} s",
+             r.get("rate", ""),
+             "" if r.get("speedup") is None else f"{r['speedup']:.2f}×",
+             r.get("limit", ""),
+             "" if r.get("diff") is None else
+             f"{r['diff']:.1e} {'ok' if r['agrees'] else 'DISAGREE'}",
+             r.get("note", "")]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("| workload | dtype | implementation | time | rate | gpukern speed-up | "
+          "fraction of machine limit | agreement (rel. max diff) | note |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def _worker_main(args) -> int:
+    s = Sizes(args.quick)
+    shared = Path(args.shared)
+    limits = json.loads((shared / "limits.json").read_text())
+    w = Worker(s, args.repeat, shared, limits)
+    WORKERS[args.worker](w)
+    out = {"rows": w.rows, "versions": _versions(args.worker)}
+    (shared / f"rows-{args.worker}.json").write_text(json.dumps(out))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -481,52 +526,72 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per entry (best is kept)")
-    ap.add_argument("--only", default="analytic,empirical,sgl",
-                    help="comma-separated workloads: analytic, empirical, sgl")
     ap.add_argument("--out", default="compare.json", help="JSON file for the table")
+    ap.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    ap.add_argument("--shared", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
-    only = set(args.only.split(","))
-    unknown = only - {"analytic", "empirical", "sgl"}
-    if unknown:
-        ap.error(f"--only: unknown workloads {sorted(unknown)}")
+    if args.worker:
+        return _worker_main(args)
 
-    nt_mod = _neural_tangents()
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if nt_mod[1] is None or torch is None:
-        print("note: neural-tangents/torch not installed: gpukern only "
-              "(pip install -e '.[compare]')", file=sys.stderr)
+    present = {"gpukern": True,
+               "neural-tangents": all(importlib.util.find_spec(m) for m in ("jax", "neural_tangents")),
+               "torch": importlib.util.find_spec("torch") is not None}
+    missing = [k for k, v in present.items() if not v]
+    if missing:
+        print(f"note: not installed: {', '.join(missing)} (pip install -e '.[compare]')",
+              file=sys.stderr)
     limits = machine_limits(args.repeat)
     print(f"machine: float32 GEMM {limits['gemm_flops_float32'] / 1e9:.0f} GFLOP/s, float64 "
           f"GEMM {limits['gemm_flops_float64'] / 1e9:.0f} GFLOP/s, copy "
-          f"{limits['copy_bytes_per_s'] / 1e9:.1f} GB/s\n")
-    print(HEADER)
-    table = Table()
-    q = args.quick
-    if "analytic" in only:
-        analytic(table, limits, 512 if q else 4096, 3, args.repeat, nt_mod)
-    if "empirical" in only:
-        empirical(table, limits, 128 if q else 1024, 64 if q else 256, 128 if q else 1024, 3,
-                  args.repeat, nt_mod, torch)
-    if "sgl" in only:
-        sgl(table, limits, 10 if q else 100, 64 if q else 512, 16, 5 if q else 20, args.repeat,
-            torch)
+          f"{limits['copy_bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
+    s = Sizes(args.quick)
+    rows: list[dict] = []
+    versions: dict = {}
+    with tempfile.TemporaryDirectory(prefix="gpukern-compare-") as tmp:
+        shared = Path(tmp)
+        (shared / "limits.json").write_text(json.dumps(limits))
+        for lib in LIBRARIES:
+            if not present[lib]:
+                continue
+            print(f"running {lib} ...", file=sys.stderr, flush=True)
+            cmd = [sys.executable, "-m", "asv_benchmarks.compare", "--worker", lib,
+                   "--shared", tmp, "--repeat", str(args.repeat)] + (["--quick"] if args.quick
+                                                                      else [])
+            done = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"the {lib} worker failed (exit {done.returncode})")
+            got = json.loads((shared / f"rows-{lib}.json").read_text())
+            rows += got["rows"]
+            versions[lib] = got["versions"]
+    base = {(r["workload"], r["dtype"]): r["seconds"] for r in rows if r["impl"] == "gpukern"}
+    order = list(dict.fromkeys(r["workload"] for r in rows))
+    rows.sort(key=lambda r: (order.index(r["workload"]), r["dtype"], r["impl"] != "gpukern"))
+    print("\n" + HEADER)
+    for r in rows:
+        r["title"] = _title(r["workload"], s)
+        if r["impl"] != "gpukern" and (r["workload"], r["dtype"]) in base:
+            r["speedup"] = r["seconds"] / base[(r["workload"], r["dtype"])]
+        print(_format_row(r))
     report = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python -m asv_benchmarks.compare " + " ".join(argv or sys.argv[1:]),
-              "machine": {"platform": platform.platform(), "processor": platform.processor(),
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           **limits},
-              "versions": _versions(nt_mod, torch), "threads": _threads(torch),
-              "rows": table.rows}
+              "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                         "MKL_NUM_THREADS", "XLA_FLAGS",
+                                                         "OMP_WAIT_POLICY")
+                              if k in os.environ},
+              "versions": versions, "rows": rows}
     with open(args.out, "w") as fh:
         json.dump(report, fh, indent=1)
     print(f"\nwritten: {args.out}")
-    if table.failed:
+    failed = any(r.get("agrees") is False for r in rows)
+    if failed:
         print("some results DISAGREE: see the table", file=sys.stderr)
-    return 1 if table.failed else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
