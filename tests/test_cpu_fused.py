@@ -193,3 +193,19 @@ def test_elementwise_refuses_what_it_cannot_do():
     assert not cpu_fused.can_map(custom, h)  # no descriptor: NumPy evaluates it
     assert not cpu_fused.can_map(gk.surrogates.erf(1.0), h[::2])  # not contiguous
     assert not cpu_fused.can_map(gk.surrogates.erf(1.0), h, h.astype(np.float32))
+
+
+def test_unwritable_cache_falls_back(tmp_path):
+    """A cache folder that cannot be created: a warning, and the NumPy path."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = ("import warnings, numpy as np, gpukern as gk\n"
+            "from gpukern.kernels import cpu_fused\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    assert cpu_fused.library() is None\n"
+            "assert any('NumPy path' in str(x.message) for x in w)\n"
+            "x = np.random.default_rng(0).normal(size=(6, 3))\n"
+            "assert np.isfinite(gk.MLP(2, gk.activations.erf(1.0)).ntk(x)).all()\n")
+    env = dict(os.environ, GPUKERN_CACHE_DIR=str(blocker / "sub"))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)

@@ -38,6 +38,8 @@ Array = Any
 # the loops round like the NumPy code.
 _BASE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-mprefer-vector-width=512", "-fopenmp",
                "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC")
+_PORTABLE_FLAGS = tuple(f for f in _BASE_FLAGS if f not in ("-march=native",
+                                                             "-mprefer-vector-width=512"))
 K_TABLE = 11  # cuda/gpukern/functions.cuh
 TABLE_DECADES = 16
 """Tables span s^2 from max(q) down to 1e-16 max(q); entries below (near-coinciding inputs)
@@ -69,14 +71,18 @@ def _build(cxx: str, flags: tuple[str, ...], libs: tuple[str, ...] = ()) -> Path
     target = cache_dir() / f"libgk_cpu_{key}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        cmd = [cxx, *flags, f"-I{src}", str(src / "cpu_kernels.cpp"), "-o", str(out), *libs]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            return None
-        os.replace(out, target)  # atomic: a concurrent process sees all or nothing
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            out = Path(tmp) / target.name
+            cmd = [cxx, *flags, f"-I{src}", str(src / "cpu_kernels.cpp"), "-o", str(out),
+                   *libs]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                return None
+            os.replace(out, target)  # atomic: a concurrent process sees all or nothing
+    except OSError:  # an unwritable cache folder: the NumPy path
+        return None
     return target
 
 
@@ -91,9 +97,12 @@ def library() -> ctypes.CDLL | None:
     # OpenMP threads that spin after a loop compete with BLAS's threads for the cores
     # (a GEMM right after a loop ran ~2x slower): they sleep instead, unless told otherwise
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    path = _build(cxx, _BASE_FLAGS + _LIBMVEC[0], _LIBMVEC[1]) or _build(cxx, _BASE_FLAGS)
+    path = (_build(cxx, _BASE_FLAGS + _LIBMVEC[0], _LIBMVEC[1])  # x86-64, glibc >= 2.35
+            or _build(cxx, _BASE_FLAGS)  # no libmvec: scalar libm in the loops
+            or _build(cxx, _PORTABLE_FLAGS))  # another architecture
     if path is None:
-        warnings.warn("gpukern: the CPU recursion did not compile; using the NumPy path",
+        warnings.warn(f"gpukern: the CPU kernels did not build in {cache_dir()} with {cxx}; "
+                      "using the NumPy path (GPUKERN_CPU_FUSED=0 silences this)",
                       RuntimeWarning, stacklevel=2)
         return None
     lib = ctypes.CDLL(str(path))
