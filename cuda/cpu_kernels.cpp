@@ -198,8 +198,22 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
 }
 
 // out = f(h), or out = (pre * scale) * f(h) (surrogate backprop's step) when pre is given:
-// f evaluated in double, the products in the array's type (as NumPy rounds them).
+// f evaluated in double, the products in the array's type (as NumPy rounds them). out
+// must not overlap h or pre. Large arrays are shared out to the OpenMP threads, unless
+// the caller is one of them (the SGL step: parallel = false).
 constexpr int64_t kParallelMin = 1 << 15;  // smaller arrays: one thread (SGL's N = 16)
+
+// f(i) for i < n: shared out to the OpenMP threads, or a vector loop on this thread.
+template <bool Parallel, typename F>
+void for_each(int64_t n, F f) {
+  if constexpr (Parallel) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) f(i);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) f(i);
+  }
+}
 
 template <typename V>
 struct MapOp {
@@ -209,6 +223,7 @@ struct MapOp {
   const V* __restrict pre;
   V scale;
   V* __restrict out;
+  bool parallel;
 
   template <int K>
   bool run() {
@@ -220,25 +235,31 @@ struct MapOp {
       const V* __restrict pv = pre;
       V* __restrict o = out;
       const V sc = scale;
-      if (pv == nullptr) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-        for (int64_t i = 0; i < n; ++i)
-          o[i] = static_cast<V>(gk::value_k<K, double>(ff, static_cast<double>(hv[i])));
-      } else {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-        for (int64_t i = 0; i < n; ++i)
-          o[i] = (pv[i] * sc) * static_cast<V>(gk::value_k<K, double>(ff, static_cast<double>(hv[i])));
-      }
+      auto value = [ff](V v) {
+        return static_cast<V>(gk::value_k<K, double>(ff, static_cast<double>(v)));
+      };
+      auto plain = [=](int64_t i) { o[i] = value(hv[i]); };
+      auto scaled = [=](int64_t i) { o[i] = (pv[i] * sc) * value(hv[i]); };
+      const bool par = parallel && n > kParallelMin;
+      if (pv == nullptr)
+        par ? for_each<true>(n, plain) : for_each<false>(n, plain);
+      else
+        par ? for_each<true>(n, scaled) : for_each<false>(n, scaled);
       return true;
     }
   }
 };
 
 template <typename V>
-int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* out) {
-  const gk::Fn f = gk::make_fn(fn);
-  MapOp<V> op{f, n, h, pre, static_cast<V>(scale), out};
+bool apply(const gk::Fn& f, int64_t n, const V* h, const V* pre, V scale, V* out,
+           bool parallel = true) {
+  MapOp<V> op{f, n, h, pre, scale, out, parallel};
   return gk::dispatch_kind(f.kind, op);
+}
+
+template <typename V>
+int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* out) {
+  return apply(gk::make_fn(fn), n, h, pre, static_cast<V>(scale), out);
 }
 
 // ---------------------------------------------------------------------------- SGL step
@@ -253,47 +274,6 @@ int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* 
 template <typename V>
 using Gemm = void (*)(const char*, const char*, const int*, const int*, const int*, const V*,
                       const V*, const int*, const V*, const int*, const V*, V*, const int*);
-
-template <typename V, int K>
-struct Apply {  // out = f(h), or out = (pre * scale) * f(h)
-  static void run(const gk::Fn f, int64_t n, const V* __restrict h, const V* pre, V scale,
-                  V* __restrict out) {
-    if (pre == nullptr) {
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = static_cast<V>(gk::value_k<K, double>(f, static_cast<double>(h[i])));
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = (pre[i] * scale) * static_cast<V>(gk::value_k<K, double>(f, static_cast<double>(h[i])));
-    }
-  }
-};
-
-template <typename V>
-struct ApplyOp {
-  const gk::Fn& f;
-  int64_t n;
-  const V* h;
-  const V* pre;
-  V scale;
-  V* out;
-  template <int K>
-  bool run() {
-    if constexpr (K == gk::kNoKind || K == gk::kTable) {
-      return false;
-    } else {
-      Apply<V, K>::run(f, n, h, pre, scale, out);
-      return true;
-    }
-  }
-};
-
-template <typename V>
-bool apply(const gk::Fn& f, int64_t n, const V* h, const V* pre, V scale, V* out) {
-  ApplyOp<V> op{f, n, h, pre, scale, out};
-  return gk::dispatch_kind(f.kind, op);
-}
 
 template <typename V>
 int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* const* bs,
@@ -316,7 +296,7 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
       if (l > 0) z[l].resize((size_t)n * sizes[l]);
       widest = std::max(widest, sizes[l + 1]);
     }
-    std::vector<V> delta((size_t)n * widest), next((size_t)n * widest);
+    std::vector<V> delta((size_t)n * widest), next((size_t)n * widest), pre((size_t)n * widest);
     bool good = true;
 #pragma omp for schedule(dynamic, 1)
     for (int e = 0; e < n_nets; ++e) {
@@ -336,7 +316,8 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
           for (int i = 0; i < n; ++i) hl[(int64_t)o * n + i] = hl[(int64_t)o * n + i] * scale + bias;
         }
         if (l < depth)
-          good = apply(sigma, (int64_t)n * out, hl, (const V*)nullptr, one, z[l + 1].data()) && good;
+          good = apply(sigma, (int64_t)n * out, hl, (const V*)nullptr, one, z[l + 1].data(),
+                       false) && good;
       }
       V* d = delta.data();
       for (int i = 0; i < n; ++i) {
@@ -350,9 +331,9 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
         const V* zin = l == 0 ? xt.data() : z[l].data();
         const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
         if (l > 0) {  // next^T = W^T delta^T, with the old weights, before they change
-          gemm("N", "T", &n, &in, &out, &one, d, &n, w, &in, &zero, next.data(), &n);
-          good = apply(deriv, (int64_t)n * in, h[l - 1].data(), next.data(), scale,
-                       next.data()) && good;
+          gemm("N", "T", &n, &in, &out, &one, d, &n, w, &in, &zero, pre.data(), &n);
+          good = apply(deriv, (int64_t)n * in, h[l - 1].data(), pre.data(), scale,
+                       next.data(), false) && good;
         }
         const V alpha = static_cast<V>(-lr) * scale;  // W += alpha delta^T z
         gemm("T", "N", &in, &out, &n, &alpha, zin, &n, d, &n, &one, w, &in);
