@@ -262,6 +262,22 @@ int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* 
   return apply(gk::make_fn(fn), n, h, pre, static_cast<V>(scale), out);
 }
 
+// out (=, or += when accumulate) dd * (c * zz + b): one layer of an empirical kernel,
+// in NumPy's operation order; zz (m entries) is shared by the n / m blocks of dd (the
+// inputs' Gram, the same for every network).
+template <typename V>
+void hadamard(int64_t n, int64_t m, V* __restrict out, const V* __restrict dd,
+              const V* __restrict zz, V c, V b, bool accumulate) {
+  for (int64_t e0 = 0; e0 < n; e0 += m) {
+    V* __restrict o = out + e0;
+    const V* __restrict d = dd + e0;
+    if (accumulate)
+      for_each<true>(m, [=](int64_t i) { o[i] += d[i] * (c * zz[i] + b); });
+    else
+      for_each<true>(m, [=](int64_t i) { o[i] = d[i] * (c * zz[i] + b); });
+  }
+}
+
 // ---------------------------------------------------------------------------- SGL step
 // One full-batch SGL step of E networks (gpukern/training.py): for each network, forward
 // (h_l = scale_l z_{l-1} W_l^T + sb b_l, z_l = sigma(h_l)), residual r = f - y, then the
@@ -437,6 +453,18 @@ int gk_cpu_sgl_step_f32(int n_nets, int n, int depth, const int* sizes, float* c
                         void* gemm, float* f_out) {
   return sgl_step<float>(n_nets, n, depth, sizes, ws, bs, x, y, lr, sw, sb, sigma, deriv,
                          reinterpret_cast<Gemm<float>>(gemm), f_out);
+}
+
+// out (=, or += when accumulate) dd * (c * zz + b); dd, out n entries, zz m (m divides n).
+void gk_cpu_hadamard_f64(int64_t n, int64_t m, double* out, const double* dd, const double* zz,
+                         double c, double b, int accumulate) {
+  hadamard<double>(n, m, out, dd, zz, c, b, accumulate != 0);
+}
+
+void gk_cpu_hadamard_f32(int64_t n, int64_t m, float* out, const float* dd, const float* zz,
+                         double c, double b, int accumulate) {
+  hadamard<float>(n, m, out, dd, zz, static_cast<float>(c), static_cast<float>(b),
+                  accumulate != 0);
 }
 
 int gk_cpu_threads() { return omp_get_max_threads(); }

@@ -245,11 +245,12 @@ def _block_kernel(arch: Architecture, za: list[Array], da: list[Array] | None,
 
 SYMMETRIC_SPLIT = 256
 """Row blocks of a block against itself: its Grams are computed for block pairs I <= J
-only (GEMMs of 256 rows still run near BLAS peak) and mirrored."""
+only and mirrored."""
 
 
 def _symmetric_block_kernel(arch: Architecture, z: list[Array], d: list[Array] | None) -> Array:
-    """_block_kernel of a block with itself: tiles (I, J), I <= J, each mirrored to (J, I).
+    """_block_kernel of a block with itself by row strips: strip I against the columns
+    from I's first on (tiles (I, J), J >= I, in one GEMM per Gram), mirrored to (J, I).
 
     With b row blocks the Grams cost (b + 1) / (2b) of the full products (5/8 at b = 4).
     """
@@ -260,17 +261,15 @@ def _symmetric_block_kernel(arch: Architecture, z: list[Array], d: list[Array] |
     edges.append(n)
     first = z[-1] if d is None else d[0]
     out = BACKEND.xp.empty((first.shape[0], n, n), dtype=first.dtype)
-    for a in range(len(edges) - 1):  # (tiles in threads with 1-thread BLAS: measured slower)
-        rows = slice(edges[a], edges[a + 1])
-        for b in range(a, len(edges) - 1):
-            cols = slice(edges[b], edges[b + 1])
-            k = _block_kernel(arch, [zl[..., rows, :] for zl in z],
-                              None if d is None else [dl[..., rows, :] for dl in d],
-                              [zl[..., cols, :] for zl in z],
-                              None if d is None else [dl[..., cols, :] for dl in d])
-            out[:, rows, cols] = k
-            if b != a:
-                out[:, cols, rows] = k.swapaxes(-1, -2)
+    for a in range(len(edges) - 1):  # row strip a against columns edges[a]: (one GEMM each)
+        rows, cols = slice(edges[a], edges[a + 1]), slice(edges[a], n)
+        k = _block_kernel(arch, [zl[..., rows, :] for zl in z],
+                          None if d is None else [dl[..., rows, :] for dl in d],
+                          [zl[..., cols, :] for zl in z],
+                          None if d is None else [dl[..., cols, :] for dl in d])
+        out[:, rows, cols] = k
+        width = edges[a + 1] - edges[a]  # beyond the diagonal block: mirrored
+        out[:, edges[a + 1]:, rows] = k[:, :, width:].swapaxes(-1, -2)
     return out
 
 

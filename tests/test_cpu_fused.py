@@ -209,3 +209,19 @@ def test_unwritable_cache_falls_back(tmp_path):
             "assert np.isfinite(gk.MLP(2, gk.activations.erf(1.0)).ntk(x)).all()\n")
     env = dict(os.environ, GPUKERN_CACHE_DIR=str(blocker / "sub"))
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shared", [True, False])
+def test_hadamard_is_numpys_expression(dtype, shared):
+    """out + dd * (c zz + b) in NumPy's operation order: the same numbers, bitwise."""
+    rng = np.random.default_rng(4)
+    dd = rng.normal(size=(3, 70, 90)).astype(dtype)
+    zz = rng.normal(size=(70, 90) if shared else (3, 70, 90)).astype(dtype)
+    out = rng.normal(size=dd.shape).astype(dtype)
+    assert cpu_fused.can_hadamard(out, dd, zz)
+    want = out + dd * (0.3 * zz + 0.01)
+    np.testing.assert_array_equal(cpu_fused.hadamard(out.copy(), dd, zz, 0.3, 0.01), want)
+    np.testing.assert_array_equal(cpu_fused.hadamard(None, dd, zz, 0.3, 0.01),
+                                  dd * (0.3 * zz + 0.01))
+    assert not cpu_fused.can_hadamard(out, dd, zz[..., :-1])  # shapes must line up

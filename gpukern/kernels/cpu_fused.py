@@ -122,6 +122,11 @@ def library() -> ctypes.CDLL | None:
                        ctypes.c_void_p, ctypes.c_void_p, ptr, ptr, ctypes.c_double,
                        ctypes.c_double, ctypes.c_double, _D, _D, ctypes.c_void_p, ptr]
         fn.restype = ctypes.c_int
+    for suffix, ptr in (("f64", _D), ("f32", _F)):
+        fn = getattr(lib, f"gk_cpu_hadamard_{suffix}")
+        fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ptr, ptr, ptr, ctypes.c_double,
+                       ctypes.c_double, ctypes.c_int]
+        fn.restype = None
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
 
@@ -214,6 +219,32 @@ def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: floa
     if not ok:
         raise RuntimeError("the CPU SGL step met a function without a value kind")
     return f
+
+
+def can_hadamard(out: np.ndarray | None, dd: np.ndarray, zz: np.ndarray) -> bool:
+    """True when :func:`hadamard` takes these (one float dtype, C-contiguous, zz the
+    trailing block of dd's shape, the library built)."""
+    arrays = [a for a in (out, dd, zz) if a is not None]
+    return (dd.dtype in (np.float32, np.float64)
+            and all(isinstance(a, np.ndarray) and a.dtype == dd.dtype and a.flags.c_contiguous
+                    for a in arrays)
+            and (out is None or out.shape == dd.shape)
+            and dd.shape[dd.ndim - zz.ndim:] == zz.shape and available())
+
+
+def hadamard(out: np.ndarray | None, dd: np.ndarray, zz: np.ndarray, c: float,
+             b: float) -> np.ndarray:
+    """out + dd * (c * zz + b), in place in ``out`` (a new array if None), in NumPy's
+    operation order (so the same numbers), in one pass on all cores."""
+    lib = library()
+    accumulate = out is not None
+    if out is None:
+        out = np.empty_like(dd)
+    kind, fn = ((_F, lib.gk_cpu_hadamard_f32) if dd.dtype == np.float32
+                else (_D, lib.gk_cpu_hadamard_f64))
+    fn(dd.size, zz.size, _ptr(out, kind), _ptr(dd, kind), _ptr(zz, kind), c, b,
+       int(accumulate))
+    return out
 
 
 def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:

@@ -62,6 +62,11 @@ def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) ->
 
 def hadamard_accumulate(out: Array | None, dd: Array, zz: Array, c: float, b: float) -> Array:
     """out + dd * (c * zz + b) (in place where out exists): one layer of the empirical kernel."""
+    if BACKEND.name == "numpy" and dd.size >= CPU_MIN_SIZE:
+        from . import cpu_fused
+
+        if cpu_fused.can_hadamard(out, dd, zz):
+            return cpu_fused.hadamard(out, dd, zz, c, b)
     if out is None:
         return dd * (c * zz + b)
     if _use_numba():
