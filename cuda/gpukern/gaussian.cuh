@@ -116,7 +116,14 @@ GK_HD T tilted_k(const Fn bump, const Fn g, T q, T qp, T det) {
 
 template <int F, int G, typename T>
 GK_HD T pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
-  if constexpr (F == kGaussBump) {
+  if constexpr (F == kGaussBump && G == kGaussBump) {
+    // the tilt in one step: b_f b_g / (pi sqrt((t_f + 2q)(t_g + 2q') - 4c^2)), the root's
+    // argument written with det (no cancellation); +inf where it is 0 (deltas meeting det = 0
+    // or q = 0), as the tilt gives
+    const T tf = T(f.a), tg = T(g.a);
+    const T rest = tf * tg + T(2) * tf * qp + T(2) * tg * q + T(4) * det;
+    return (T(f.b) * T(g.b) / T(kPi)) / sqrt(rest);
+  } else if constexpr (F == kGaussBump) {
     return tilted_k<G, T>(f, g, q, qp, det);
   } else if constexpr (G == kGaussBump) {
     return tilted_k<F, T>(g, f, qp, q, det);
