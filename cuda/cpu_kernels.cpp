@@ -85,7 +85,7 @@ bool pair_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* qp, co
 
 // Per-thread state: the chunk's buffers.
 struct Work {
-  Buf gram, sig, next, c, det, d, qp, same;
+  Buf gram, sig, next, c, det, d, qp, same, shared;
   Buf k[gk::kMaxPairs];
 };
 
@@ -114,6 +114,13 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
     for (int l = 0; l < depth; ++l) q2p[(size_t)l * m + j] = q2[(int64_t)l * n2 + j];
     id2p[j] = id2[j];
   }
+  // an erf-step sigma and a pair of bumps of the same width (erf's own derivative on
+  // both sides: the NTK) share the root of their closed forms: one sqrt for both
+  int twin = -1;
+  for (int p = npairs - 1; p >= 0; --p)
+    if (sigma.kind == gk::kErfStep && lefts[p].kind == gk::kGaussBump &&
+        rights[p].kind == gk::kGaussBump && lefts[p].a == sigma.a && rights[p].a == sigma.a)
+      twin = p;
   const bool exact_det = n0 <= gk::kExactDetMaxFeatures;
   const double inv_n0 = 1.0 / n0;
   int status = 1;
@@ -169,14 +176,27 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
                 det[j] = gk::layer1_det(xi, x2 + (int64_t)(j0 + j) * n0, n0, sw2, sb2);
           double* __restrict next = w->next.v;
           double* __restrict d = w->d.v;
-          good = pair_chunk(sigma, sigma, q, qp, c, det, next) && good;
+          if (twin >= 0) {  // sigma's pair and the twin pair from one root
+            double* __restrict dt = w->shared.v;
+            const gk::Fn s = sigma, lf = lefts[twin], rg = rights[twin];
+            const double t = s.a;
+#pragma omp simd aligned(qp, c, det, next, dt : kAlign)
+            for (int j = 0; j < kChunk; ++j) {
+              const double root = gk::family_root(t, t, q, qp[j], det[j]);
+              next[j] = gk::erf_pair(s, s, c[j], root);
+              dt[j] = gk::bump_pair(lf, rg, root);
+            }
+          } else {
+            good = pair_chunk(sigma, sigma, q, qp, c, det, next) && good;
+          }
 #pragma omp simd aligned(next : kAlign)
           for (int j = 0; j < kChunk; ++j) next[j] = sw2 * next[j] + sb2;
           for (int p = 0; p < npairs; ++p) {
-            good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d) && good;
+            double* __restrict dp = p == twin ? w->shared.v : d;
+            if (p != twin) good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d) && good;
             double* __restrict kp = w->k[p].v;
-#pragma omp simd aligned(kp, d, next : kAlign)
-            for (int j = 0; j < kChunk; ++j) kp[j] = next[j] + sw2 * gk::mul0(d[j], kp[j]);
+#pragma omp simd aligned(kp, dp, next : kAlign)
+            for (int j = 0; j < kChunk; ++j) kp[j] = next[j] + sw2 * gk::mul0(dp[j], kp[j]);
           }
           std::copy(next, next + kChunk, sig);
         }

@@ -114,15 +114,31 @@ GK_HD T tilted_k(const Fn bump, const Fn g, T q, T qp, T det) {
   return isinf(pref) ? T(INFINITY) : value;
 }
 
+// The root that the erf x erf and bump x bump closed forms share:
+// sqrt((t_f + 2q)(t_g + 2q') - 4c^2), written with det = q q' - c^2 (no cancellation).
+template <typename T>
+GK_HD T family_root(T tf, T tg, T q, T qp, T det) {
+  return sqrt(tf * tg + T(2) * tf * qp + T(2) * tg * q + T(4) * det);
+}
+
+// E[erf-step f(u) erf-step g(v)] = c_f c_g + b_f b_g (2/pi) atan2(2c, root)
+template <typename T>
+GK_HD T erf_pair(const Fn f, const Fn g, T c, T root) {
+  const T angle = atan2(T(2) * c, root);
+  return T(f.c) * T(g.c) + T(f.b) * T(g.b) * (T(2) / T(kPi)) * angle;
+}
+
+// E[bump f(u) bump g(v)] = b_f b_g / (pi root): the tilt in one step; +inf where root = 0
+// (deltas meeting det = 0 or q = 0), as the tilt gives
+template <typename T>
+GK_HD T bump_pair(const Fn f, const Fn g, T root) {
+  return (T(f.b) * T(g.b) / T(kPi)) / root;
+}
+
 template <int F, int G, typename T>
 GK_HD T pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
   if constexpr (F == kGaussBump && G == kGaussBump) {
-    // the tilt in one step: b_f b_g / (pi sqrt((t_f + 2q)(t_g + 2q') - 4c^2)), the root's
-    // argument written with det (no cancellation); +inf where it is 0 (deltas meeting det = 0
-    // or q = 0), as the tilt gives
-    const T tf = T(f.a), tg = T(g.a);
-    const T rest = tf * tg + T(2) * tf * qp + T(2) * tg * q + T(4) * det;
-    return (T(f.b) * T(g.b) / T(kPi)) / sqrt(rest);
+    return bump_pair(f, g, family_root(T(f.a), T(g.a), q, qp, det));
   } else if constexpr (F == kGaussBump) {
     return tilted_k<G, T>(f, g, q, qp, det);
   } else if constexpr (G == kGaussBump) {
@@ -132,10 +148,7 @@ GK_HD T pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
   } else if constexpr (G == kConstant) {
     return T(g.b) * gauss_avg_k<F, T>(f, q);
   } else if constexpr (F == kErfStep && G == kErfStep) {
-    const T t1 = T(f.a), t2 = T(g.a);
-    const T rest = t1 * t2 + T(2) * t1 * qp + T(2) * t2 * q + T(4) * det;
-    const T angle = atan2(T(2) * c, sqrt(rest));
-    return T(f.c) * T(g.c) + T(f.b) * T(g.b) * (T(2) / T(kPi)) * angle;
+    return erf_pair(f, g, c, family_root(T(f.a), T(g.a), q, qp, det));
   } else if constexpr (F == kHeaviside && G == kHeaviside) {
     const T angle = atan2(c, sqrt(det));
     return T(f.b) * T(g.b) * (T(0.25) + angle * (T(0.5) / T(kPi)));
