@@ -1,16 +1,19 @@
-// The CPU kernels: the fused recursion, and the elementwise f(h) of finite networks.
-// The fused recursion on the CPU: the same per-entry math as the GPU kernel
-// (gpukern/recursion.cuh, gaussian.cuh), restructured for a CPU core. Each thread takes
-// rows i; for a chunk of B columns it computes the input Gram, then walks all layers with
-// every pair (left, right) dispatched once per chunk to a loop over the chunk that has no
-// branch on the kinds, so that the compiler vectorises it (with glibc's libmvec for
-// atan2/erf/exp where GK_LIBMVEC is defined). Results are computed in double and written
-// in the output type. Compiled at first use by gpukern/kernels/cpu_fused.py:
+// The CPU kernels (gpukern/kernels/cpu_fused.py builds this once per machine):
 //   g++ -O3 -march=native -mprefer-vector-width=512 -fopenmp -fno-math-errno
-//       -ffp-contract=off [-DGK_LIBMVEC ... -lmvec]
+//       -fno-trapping-math -ffp-contract=off [-DGK_LIBMVEC ... -lmvec]
 //
-// An entry's value does not depend on where it sits: every loop runs over whole padded
-// chunks of aligned buffers (no scalar prologue or epilogue that would round differently).
+// 1. The fused analytic recursion: the same per-entry math as the GPU kernel
+//    (gpukern/recursion.cuh, gaussian.cuh), restructured for a CPU core. Each thread takes
+//    rows i; for a chunk of kChunk columns it computes the input Gram, then walks all
+//    layers with every pair (left, right) dispatched once per chunk to a loop that has no
+//    branch on the kinds, so that the compiler vectorises it (glibc's libmvec for
+//    atan2/erf/exp/log where GK_LIBMVEC is defined). Computed in double, written in the
+//    output type. An entry's value does not depend on where it sits: every loop runs over
+//    whole padded chunks of aligned buffers (no scalar prologue or epilogue that would
+//    round differently).
+// 2. Elementwise f(h) and (pre * scale) f(h) of finite networks; the Hadamard
+//    accumulation of empirical kernels.
+// 3. The whole SGL step of an ensemble (OpenMP over networks, the caller's BLAS).
 #ifdef GK_LIBMVEC
 // glibc declares its vector variants only under -ffast-math; declared here instead.
 extern "C" {
