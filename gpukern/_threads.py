@@ -47,10 +47,22 @@ def parallel_map(fn: Callable[[Any], None], items: Iterable[Any]) -> None:
     list(_pool(workers).map(run, range(workers)))  # list(): re-raises a worker's error
 
 
+@functools.cache
+def _controller():
+    """threadpoolctl's view of the BLAS libraries, made once (a fresh look costs ~0.1 ms a
+    call, a lot for SGL steps of small ensembles); None without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS, which the SGL step calls)
+
+    return ThreadpoolController()
+
+
 def single_threaded_blas():
     """BLAS limited to one thread within the block (threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # correct without it, only slower
+    controller = _controller()
+    if controller is None:  # correct without it, only slower
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
