@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .benchmarks.common import inputs  # the asv suite's fixed-seed data
+
 AGREE = {"float32": 1e-4, "float64": 1e-9}
 """Max |a - b| / max |b| allowed between two implementations of one quantity. float32:
 ~1e3 eps for sums of ~1e3 products and three layers; float64: rounding of different but
@@ -62,10 +64,6 @@ def rel_diff(a: Any, b: Any) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def inputs(n: int, n0: int = 16, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, n0))
 
 
 class Sizes:

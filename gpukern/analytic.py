@@ -162,13 +162,8 @@ def compute(rec: Recursion, pairs: list[Pair], x1: Array, x2: Array | None,
     n1, n2 = x1.shape[0], xb.shape[0]
     mirror = x2 is None and all(p.symmetric for p in pairs)
     if _use_cpu_fused(rec, pairs):  # one call: its own row blocks, both cores
-        from .kernels import cpu_fused
-
-        nngp, outs, tabled = cpu_fused.recursion(
-            rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma, _sides(pairs), x1, xb,
-            np.stack(q1), np.stack(q2), ids1, ids2, mirror, dtype, want_nngp, rec.order)
-        if tabled:
-            _redo_off_table(rec, pairs, x1, xb, q1, q2, ids1, ids2, mirror, nngp, outs)
+        nngp, outs = _cpu_recursion(rec, pairs, x1, xb, q1, q2, ids1, ids2, mirror, dtype,
+                                    want_nngp)
         if any(f.is_delta for p in pairs for f in (p.left, p.right)):  # else all finite
             _warn_inf(outs)
         return nngp, outs
@@ -228,18 +223,24 @@ def compute_tile(rec: Recursion, pairs: list[Pair], xa: Array, xb: Array, q1: li
     depends only on its two points, never on the tile it is computed in.
     """
     if _use_cpu_fused(rec, pairs):
-        from .kernels import cpu_fused
-
-        sig, ks, tabled = cpu_fused.recursion(rec.depth, rec.weight_std**2, rec.bias_std**2,
-                                              rec.sigma, _sides(pairs), xa, xb, np.stack(q1),
-                                              np.stack(q2), ida, idb, False, np.float64,
-                                              True, rec.order)
-        if tabled:
-            _redo_off_table(rec, pairs, xa, xb, q1, q2, ida, idb, False, sig, ks)
-        return sig, ks
+        return _cpu_recursion(rec, pairs, xa, xb, q1, q2, ida, idb, False, np.float64, True)
     gram = input_gram(xa, xb)
     tile_fn = _fused_tile if _use_fused(rec, pairs) else _tile
     return tile_fn(rec, pairs, xa, xb, gram, q1, q2, ida, idb)
+
+
+def _cpu_recursion(rec: Recursion, pairs: list[Pair], xa, xb, q1, q2, ida, idb, mirror: bool,
+                   dtype: Any, want_nngp: bool) -> tuple[Array | None, list[Array]]:
+    """NNGP and kernels from the compiled CPU loop (``mirror``: x2 is x1 and every kernel
+    symmetric), entries off a quadrature table recomputed on the NumPy path."""
+    from .kernels import cpu_fused
+
+    nngp, outs, tabled = cpu_fused.recursion(
+        rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma, _sides(pairs), xa, xb,
+        np.stack(q1), np.stack(q2), ida, idb, mirror, dtype, want_nngp, rec.order)
+    if tabled:
+        _redo_off_table(rec, pairs, xa, xb, q1, q2, ida, idb, mirror, nngp, outs)
+    return nngp, outs
 
 
 def _redo_off_table(rec: Recursion, pairs: list[Pair], xa, xb, q1, q2, ida, idb, mirror: bool,
@@ -277,7 +278,7 @@ def _use_fused(rec: Recursion, pairs: list[Pair]) -> bool:
         return False
     from .kernels import cupy_fused
 
-    return cupy_fused.supports(rec.sigma, [(p.left, p.right) for p in pairs])
+    return cupy_fused.supports(rec.sigma, _sides(pairs))
 
 
 def _fused_tile(rec: Recursion, pairs: list[Pair], xa, xb, gram, q1, q2, ida, idb):
@@ -285,7 +286,7 @@ def _fused_tile(rec: Recursion, pairs: list[Pair], xa, xb, gram, q1, q2, ida, id
 
     xp = BACKEND.xp
     return cupy_fused.tile(rec.depth, rec.weight_std**2, rec.bias_std**2, rec.sigma,
-                           [(p.left, p.right) for p in pairs], xa, xb, gram, xp.stack(q1),
+                           _sides(pairs), xa, xb, gram, xp.stack(q1),
                            xp.stack(q2), ida, idb)
 
 

@@ -145,14 +145,20 @@ def _ptr(a: np.ndarray, kind):
     return a.ctypes.data_as(kind)
 
 
-def can_map(fn: ScalarFunction, *arrays: np.ndarray) -> bool:
-    """True when :func:`map_values` takes these: a function with a descriptor, float32 or
-    float64 C-contiguous NumPy arrays of one dtype, and the library built."""
+def _plain(*arrays) -> bool:
+    """float32 or float64 C-contiguous NumPy arrays of one dtype, and the library built:
+    what every compiled entry point takes."""
     dt = arrays[0].dtype
-    return (fn.cuda_descriptor() is not None and dt in (np.float32, np.float64)
+    return (dt in (np.float32, np.float64)
             and all(isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous
                     for a in arrays)
             and available())
+
+
+def can_map(fn: ScalarFunction, *arrays: np.ndarray) -> bool:
+    """True when :func:`map_values` takes these: a function with a descriptor, and
+    plain arrays (:func:`_plain`)."""
+    return fn.cuda_descriptor() is not None and _plain(*arrays)
 
 
 def map_values(fn: ScalarFunction, h: np.ndarray, pre: np.ndarray | None = None,
@@ -186,14 +192,9 @@ def _blas_gemm(name: str) -> int:
 
 def can_step(sigma: ScalarFunction, derivative: ScalarFunction, weights, biases, x, y) -> bool:
     """True when :func:`sgl_step` takes this ensemble (value kinds for sigma and the
-    derivative; float32/float64 C-contiguous NumPy arrays of one dtype; the library)."""
-    arrays = [*weights, *biases, x, y]
-    dt = arrays[0].dtype
+    derivative; plain arrays, :func:`_plain`)."""
     return (sigma.cuda_descriptor() is not None and derivative.cuda_descriptor() is not None
-            and dt in (np.float32, np.float64)
-            and all(isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous
-                    for a in arrays)
-            and available())
+            and _plain(*weights, *biases, x, y))
 
 
 def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: float,
@@ -222,14 +223,11 @@ def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: floa
 
 
 def can_hadamard(out: np.ndarray | None, dd: np.ndarray, zz: np.ndarray) -> bool:
-    """True when :func:`hadamard` takes these (one float dtype, C-contiguous, zz the
-    trailing block of dd's shape, the library built)."""
-    arrays = [a for a in (out, dd, zz) if a is not None]
-    return (dd.dtype in (np.float32, np.float64)
-            and all(isinstance(a, np.ndarray) and a.dtype == dd.dtype and a.flags.c_contiguous
-                    for a in arrays)
-            and (out is None or out.shape == dd.shape)
-            and dd.shape[dd.ndim - zz.ndim:] == zz.shape and available())
+    """True when :func:`hadamard` takes these (plain arrays, :func:`_plain`; zz the
+    trailing block of dd's shape)."""
+    return ((out is None or out.shape == dd.shape)
+            and dd.shape[dd.ndim - zz.ndim:] == zz.shape
+            and _plain(dd, zz, *([] if out is None else [out])))
 
 
 def hadamard(out: np.ndarray | None, dd: np.ndarray, zz: np.ndarray, c: float,
@@ -257,9 +255,8 @@ def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:
 def supports(sigma: ScalarFunction, pairs) -> bool:
     """True when the CPU loop computes these kernels: closed forms (as on the GPU), and
     a quadrature function facing a bump or constant, through a table of its average."""
-    if len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma):
-        return False
-    if any(f.cuda_descriptor() is None for f in (sigma,)):
+    if (len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma)
+            or sigma.cuda_descriptor() is None):
         return False
     for a, b in pairs:
         if has_closed_pair(a, b):
