@@ -358,7 +358,7 @@ def run_torch(w: Worker) -> None:
 
 def _torch_surrogate(torch, net):
     """The surrogate sigma~(v) of ``net`` as a torch function (a Gaussian bump)."""
-    kind, a, b, _ = net.surrogate.cuda_descriptor()
+    kind, a, b, _ = net.surrogate.descriptor()
     assert kind == 1.0 and a > 0, "the comparison uses a Gaussian-bump surrogate"
     c = b / math.sqrt(math.pi * a)
     return lambda v: c * torch.exp(v * v * (-1.0 / a))

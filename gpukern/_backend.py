@@ -8,6 +8,7 @@ with ``if gpu:`` branches.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -33,6 +34,13 @@ class Backend:
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Move ``a`` to the backend's device (a copy only where needed)."""
         return self.xp.asarray(a, dtype=dtype)
+
+    def ignore_fp_errors(self) -> contextlib.AbstractContextManager:
+        """A block in which division by zero, invalid and overflow stay silent (inf/NaN
+        results are intended there). CuPy never warns on them and has no errstate."""
+        if self.name == "numpy":
+            return np.errstate(divide="ignore", invalid="ignore", over="ignore")
+        return contextlib.nullcontext()
 
     def to_host(self, a: Any) -> np.ndarray:
         """Return ``a`` as a NumPy array on the host."""

@@ -27,7 +27,7 @@ from typing import Any
 from . import _checks
 from .functions import Custom, ErfStep, Identity, ReLU, ScalarFunction
 
-__all__ = ["Activation", "erf", "sign", "step", "relu", "linear", "custom"]
+__all__ = ["Activation", "erf", "sign", "step", "relu", "linear", "custom", "BUILTIN"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,9 @@ def custom(
         Custom(fn, width, kinks, name=name),
         Custom(derivative, width, kinks, name=f"{name}'"),
     )
+
+
+BUILTIN: dict[str, Callable[..., Activation]] = {
+    "erf": erf, "sign": sign, "step": step, "relu": relu, "linear": linear,
+}
+"""The built-in activations by name (``erf`` takes m; the others no argument)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import sys
@@ -10,11 +11,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
-ACTIVATIONS = ("erf", "sign", "step", "relu", "linear")
-SURROGATES = ("erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle")
-_SURROGATE_PARAM = {"erf": "k", "sigmoid": "beta", "fast_sigmoid": "beta", "atan": "alpha",
-                    "boxcar": "width", "triangle": "width"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,9 +79,9 @@ def _load_points(path: str, name: str) -> np.ndarray:
 def _kernel(args: argparse.Namespace) -> int:
     import gpukern as gk
 
-    act = gk.activations.erf(args.m) if args.activation == "erf" else getattr(
-        gk.activations, args.activation)()
-    sur = getattr(gk.surrogates, args.surrogate)(args.surrogate_param, scale=args.surrogate_scale)
+    make = gk.activations.BUILTIN[args.activation]
+    act = make(args.m) if args.activation == "erf" else make()
+    sur = gk.surrogates.BUILTIN[args.surrogate](args.surrogate_param, scale=args.surrogate_scale)
     net = gk.MLP(args.depth, act, sur, weight_std=args.weight_std, bias_std=args.bias_std)
     x1 = _load_points(args.x1, "--x1")
     x2 = None if args.x2 is None else _load_points(args.x2, "--x2")
@@ -130,9 +126,18 @@ def _network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bias-std", type=float, default=0.1, help="sb, bias std (default 0.1)")
 
 
+def _shape_parameters() -> str:
+    """'erf k, sigmoid beta, ...': each built-in surrogate's first parameter."""
+    from . import surrogates
+
+    return ", ".join(f"{name} {next(iter(inspect.signature(make).parameters))}"
+                     for name, make in surrogates.BUILTIN.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpukern.experiments.common import SCALES
 
+    from . import activations, surrogates
     from .experiments import EXPERIMENTS
 
     parser = _Parser(prog="gpukern",
@@ -168,12 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--which", choices=("nngp", "ntk", "sgntk", "surrogate"), default="sgntk",
                    help="nngp; ntk (true, true); sgntk (true at x1, surrogate at x2; default); "
                         "surrogate (surrogate, surrogate)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="sign", help="default sign")
+    p.add_argument("--activation", choices=list(activations.BUILTIN), default="sign",
+                   help="default sign")
     p.add_argument("--m", type=float, default=1.0, help="erf activation steepness m (default 1)")
-    p.add_argument("--surrogate", choices=SURROGATES, default="erf", help="default erf")
+    p.add_argument("--surrogate", choices=list(surrogates.BUILTIN), default="erf",
+                   help="default erf")
     p.add_argument("--surrogate-param", type=float, default=1.0,
-                   help="the surrogate's shape parameter: erf k, sigmoid/fast_sigmoid beta, atan "
-                        "alpha, boxcar/triangle width (default 1)")
+                   help=f"the surrogate's shape parameter: {_shape_parameters()} (default 1)")
     p.add_argument("--surrogate-scale", type=float, default=1.0, help="surrogate scale (default 1)")
     _network_options(p)
     p.add_argument("--out", required=True, help="output .npy file")

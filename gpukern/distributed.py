@@ -3,9 +3,9 @@
 Needs the ``distributed`` extra (``pip install "gpukern[distributed]"``).
 
 * :func:`kernel_array` builds a ``dask.array`` whose blocks are computed by the same
-  per-tile code as ``net.kernels`` (:func:`gpukern.analytic.compute_tile`). The
-  inputs, the per-layer diagonals q_l(i) and the identical-row ids are computed once
-  (one graph key each, shipped once to each worker that needs them); an entry (i, j)
+  per-tile code as ``net.kernels`` (:func:`gpukern.planner.compute_tile`). The plan and
+  the prepared inputs (per-layer diagonals q_l(i), identical-row ids) are made once (one
+  graph key, shipped once to each worker that needs it); an entry (i, j)
   gets exactly the local float64 value whatever the block shape (for symmetric kernels
   the lower triangle is the mirrored upper one, as locally). Reduce it, slice it, or
   write it tile by tile (``to_zarr``, ``to_npy_stack``) when it does not fit in memory.
@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, planner
 from ._backend import BACKEND
 from ._io import atomic_write
-from .analytic import Pair, _row_ids, compute_tile, layer_diagonals
 from .network import KERNEL_SIDES
 
 _LOCAL: dict[str, Any] = {}
@@ -73,14 +72,13 @@ def _chunks(chunks: Any) -> tuple[int, int]:
     return _checks.integer("chunks", rows, 1), _checks.integer("chunks", cols, 1)
 
 
-def _block(rec, pairs, want_nngp, x1, x2, q1, q2, ids1, ids2, r0, r1, c0, c1):
-    """One block, on a worker: the local per-tile code, returning a host array."""
-    host = BACKEND.to_host
-    sig, ks = compute_tile(rec, pairs, BACKEND.asarray(x1[r0:r1]), BACKEND.asarray(x2[c0:c1]),
-                           [BACKEND.asarray(q[r0:r1]) for q in q1],
-                           [BACKEND.asarray(q[c0:c1]) for q in q2],
-                           BACKEND.asarray(ids1[r0:r1]), BACKEND.asarray(ids2[c0:c1]))
-    return host(sig if want_nngp else ks[0])
+def _block(request: planner.Plan, inputs: planner.Inputs, r0: int, r1: int, c0: int,
+           c1: int):
+    """One block, on a worker: the local per-tile code, returning a host array. The
+    executor is picked here, for the worker's backend."""
+    request = planner.plan(request.arch, list(request.pairs), request.want_nngp)
+    sig, ks = planner.compute_tile(request, inputs, slice(r0, r1), slice(c0, c1))
+    return BACKEND.to_host(sig if request.want_nngp else ks[0])
 
 
 def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any = 2048,
@@ -98,34 +96,23 @@ def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any
     dt = _checks.float_dtype("dtype", dtype)
     r, c = _chunks(chunks)
     get_client(client)  # a running client (the array computes on it as the default)
-    a = BACKEND.to_host(_checks.inputs("x1", x1))
-    b = None if x2 is None else BACKEND.to_host(_checks.inputs("x2", x2, n_features=a.shape[1]))
-    xb = a if b is None else b
-    if which == "nngp":
-        pairs, want_nngp = [], True
-    else:
-        left, right = KERNEL_SIDES[which]
-        pairs = [Pair(net._side("left", left), net._side("right", right))]
-        want_nngp = False
-    rec = net._rec
-    n0 = a.shape[1]
-    q1 = [BACKEND.to_host(q) for q in layer_diagonals(rec, BACKEND.asarray(np.sum(a * a, 1)), n0)]
-    q2 = q1 if b is None else [BACKEND.to_host(q) for q in
-                               layer_diagonals(rec, BACKEND.asarray(np.sum(xb * xb, 1)), n0)]
-    ids1, ids2 = _row_ids(a, b)
-    # computed once; one graph key each, shipped once to every worker that needs it
-    x1_f, x2_f, q1_f, q2_f, i1_f, i2_f = (dask.delayed(v, pure=True, traverse=False)
-                                          for v in (a, xb, q1, q2, ids1, ids2))
-    mirror = b is None and (want_nngp or pairs[0].symmetric)
+    a = _checks.inputs("x1", x1)
+    b = None if x2 is None else _checks.inputs("x2", x2, n_features=a.shape[1])
+    pairs = [] if which == "nngp" else [net.pair(*KERNEL_SIDES[which])]
+    request = planner.plan(net.arch, pairs, want_nngp=which == "nngp")
+    inputs = planner.prepare(net.arch, a, b).on_host()
+    mirror = request.mirrored(inputs)
+    # computed once; one graph key, shipped once to every worker that needs it
+    inputs_f = dask.delayed(inputs, pure=True, traverse=False)
     task = dask.delayed(_block, pure=True)
+    n1, n2 = inputs.shape
     rows = []
-    for r0 in range(0, a.shape[0], r):
-        r1 = min(r0 + r, a.shape[0])
+    for r0 in range(0, n1, r):
+        r1 = min(r0 + r, n1)
         row = []
-        for c0 in range(0, xb.shape[0], c):
-            c1 = min(c0 + c, xb.shape[0])
-            blk = task(rec, pairs, want_nngp, x1_f, x2_f, q1_f, q2_f, i1_f, i2_f,
-                       r0, r1, c0, c1)
+        for c0 in range(0, n2, c):
+            c1 = min(c0 + c, n2)
+            blk = task(request, inputs_f, r0, r1, c0, c1)
             row.append(da.from_delayed(blk, shape=(r1 - r0, c1 - c0), dtype=np.float64))
         rows.append(row)
     out = da.block(rows)
@@ -183,26 +170,3 @@ def run_sweep(fn: Callable[..., Mapping], configs: Mapping[str, Mapping[str, Any
     if failed:
         raise RuntimeError(f"{len(failed)} sweep task(s) failed after {retries} retries: {failed}")
     return results
-
-
-def sgl_sweep_task(depth: int, width: int, k: float, networks: int, steps: int, seed: int,
-                   n_train: int = 8, n_test: int = 48) -> dict[str, float]:
-    """init -> SGL -> distances to the SG-NTK GP, for sign networks on the circle task.
-
-    A ready-made task for :func:`run_sweep` (surrogate erf(k), bias_std 0.1).
-    """
-    import gpukern as gk
-
-    from .experiments.common import circle_task, learning_rate
-    from .experiments.ensembles import distances
-
-    task = circle_task(n_test, n_train)
-    net = gk.MLP(depth, gk.activations.sign(), gk.surrogates.erf(k), bias_std=0.1)
-    lr = learning_rate(net, task.x_train, ("true", "surrogate"))
-    params = net.init(2, width, ensemble=networks, seed=seed)
-    res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps, x_eval=task.x_test)
-    pred = gk.predict(net, task.x_train, task.y_train, task.x_test, lr=lr, steps=steps,
-                      full_cov=False)
-    d = distances(res.outputs[-1], pred, float(np.std(task.y_train)), seed=seed)
-    return {"depth": depth, "width": width, "k": k, "networks": networks, "steps": steps,
-            "seed": seed, "final_loss": float(res.loss[-1].mean()), **d}

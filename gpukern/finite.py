@@ -1,6 +1,6 @@
 """Finite-width networks: ensembles, forward pass, surrogate backprop, empirical kernels.
 
-NTK parameterization (DESIGN.md §1), E networks stacked on a leading axis:
+NTK parameterization (docs/architecture.md), E networks stacked on a leading axis:
 
     z_0 = x,   h_l = sw/sqrt(n_{l-1}) z_{l-1} W_l^T + sb b_l,   z_l = sigma(h_l),   f = h_{L+1}
 
@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _checks
 from ._backend import BACKEND
+from .architecture import Architecture
 from .functions import ScalarFunction
 from .kernels import ops
 
@@ -137,16 +138,6 @@ def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int
             b[e] = rng.standard_normal(b.shape[1:])
     to = BACKEND.asarray
     return Params(tuple(to(w) for w in ws), tuple(to(b) for b in bs))
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What the finite-network math needs from an MLP."""
-
-    depth: int
-    sigma: ScalarFunction
-    weight_std: float
-    bias_std: float
 
 
 def check_params(arch: Architecture, params: Any, n_in: int | None = None) -> Params:

@@ -1,13 +1,19 @@
 """Scalar functions R -> R as small immutable value objects.
 
-Activations, their derivatives and surrogate derivatives are all built from these.
-Each object knows how to evaluate itself on the backend's arrays, where its kinks and
-jumps are and on which scale it varies (``features``: what quadrature must resolve), and
-which Gaussian averages it has in closed form:
+Activations and their derivatives are built from the classes here; the surrogate
+derivatives' own classes are in :mod:`gpukern.surrogates`. A built-in class is one
+function kind of :mod:`gpukern.registry` and holds everything Python knows about it:
 
-* ``gauss_avg(s2)``: E[f(v)], v ~ N(0, s2), or ``None`` when there is no closed form;
-* ``pair_closed_form(other, q, qp, c, det)``: E[f(u) g(v)] for (u, v) ~ N(0, [[q, c],
-  [c, qp]]), with ``det = q*qp - c**2`` already clamped at 0, or ``None``.
+* ``__call__(v)``: the value on the backend's arrays;
+* ``scalar(v, a, b, c)``: the same value for one float from the descriptor's parameters
+  (``math`` only: what the Numba CUDA kernels compile);
+* ``params()``: (a, b, c) of the descriptor ``(kind, a, b, c)`` that the compiled kernels
+  receive (cuda/gpukern/functions.cuh holds the kind's device formulas);
+* ``features()``: kinks, jumps and the scale it varies on (what quadrature must resolve);
+* ``gauss_avg(s2)``: E[f(v)], v ~ N(0, s2), in closed form (kinds with ``closed_avg``);
+* ``pair_closed_form(other, q, qp, c, det)``: E[f(u) g(v)] for two functions of this kind
+  (kinds with ``self_pair``), det = q q' - c^2 already clamped at 0;
+* ``examples()``: instances that the contract tests run on every path.
 
 Pure-NumPy scalar constants are Python floats so that float32 work stays float32.
 """
@@ -17,9 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ._backend import BACKEND
+from .registry import Kind
 
 Array = Any
 Feature = tuple[float, float]  # (centre, scale); scale 0 = a breakpoint only
@@ -32,14 +39,27 @@ def _xp():
     return BACKEND.xp
 
 
-def _errstate():
-    return _xp().errstate(divide="ignore", invalid="ignore", over="ignore")
+_BY_KIND: dict[Kind, type[ScalarFunction]] = {}
+
+
+def classes_by_kind() -> dict[Kind, type[ScalarFunction]]:
+    """The built-in class of every kind that has a Python class (all but TABLE)."""
+    from . import surrogates  # noqa: F401  (defines, and so registers, its classes)
+
+    return dict(sorted(_BY_KIND.items()))
 
 
 class ScalarFunction:
     """Base class: a vectorised real function with what Gaussian averages need."""
 
     name: str = "function"
+    kind: ClassVar[Kind | None] = None
+    """The registry kind; None for functions the compiled kernels do not know (custom)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind") is not None:
+            _BY_KIND[cls.kind] = cls
 
     def __call__(self, v: Array) -> Array:
         raise NotImplementedError
@@ -53,19 +73,34 @@ class ScalarFunction:
         """True for a Dirac delta (the derivative of a jump)."""
         return False
 
-    def gauss_avg(self, s2: Array) -> Array | None:
-        """E[f(v)] for v ~ N(0, s2) in closed form, or None."""
-        return None
+    def gauss_avg(self, s2: Array) -> Array:
+        """E[f(v)] for v ~ N(0, s2) in closed form (kinds with ``closed_avg`` only)."""
+        raise NotImplementedError(f"{self!r} has no closed Gaussian average")
 
-    def pair_closed_form(
-        self, other: ScalarFunction, q: Array, qp: Array, c: Array, det: Array
-    ) -> Array | None:
-        """E[self(u) other(v)] in closed form, or None."""
-        return None
+    def pair_closed_form(self, other: ScalarFunction, q: Array, qp: Array, c: Array,
+                         det: Array) -> Array:
+        """E[self(u) other(v)] for ``other`` of the same kind (kinds with ``self_pair``)."""
+        raise NotImplementedError(f"{self!r} has no closed self pair")
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float] | None:
-        """(kind, a, b, c) for cuda/gpukern/functions.cuh, or None (no device version)."""
-        return None
+    def params(self) -> tuple[float, float, float]:
+        """(a, b, c) of the descriptor."""
+        return (0.0, 0.0, 0.0)
+
+    def descriptor(self) -> tuple[float, float, float, float] | None:
+        """(kind, a, b, c) for the compiled kernels, or None (no compiled version)."""
+        if self.kind is None:
+            return None
+        return (float(self.kind), *self.params())
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        """The value at one float v from the descriptor's (a, b, c) (for Numba)."""
+        raise NotImplementedError
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        """Instances the contract tests run on every path."""
+        return []
 
 
 # --------------------------------------------------------------------------- erf family
@@ -82,8 +117,20 @@ class ErfStep(ScalarFunction):
     offset: float = 0.0
     name: str = "erf"
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (0.0, self.t, self.amp, self.offset)
+    kind: ClassVar[Kind] = Kind.ERF_STEP
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.t, self.amp, self.offset)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        if a == 0.0:
+            return c + b * (1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0))
+        return c + b * math.erf(v / math.sqrt(a))
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(1.0 / 9.0), cls(0.0), cls(0.0, amp=0.5, offset=0.5)]
 
     def __call__(self, v: Array) -> Array:
         xp = _xp()
@@ -108,8 +155,6 @@ class ErfStep(ScalarFunction):
         The arcsin is written as arctan2(2c, sqrt(t1 t2 + 2 t1 q' + 2 t2 q + 4 det)),
         which cannot leave [-pi/2, pi/2] and is exact at det = 0.
         """
-        if not isinstance(other, ErfStep):
-            return None
         xp = _xp()
         t1, t2 = self.t, other.t
         rest = t1 * t2 + 2.0 * t1 * qp + 2.0 * t2 * q + 4.0 * det
@@ -130,8 +175,20 @@ class GaussianBump(ScalarFunction):
     weight: float = 2.0
     name: str = "gaussian_bump"
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (1.0, self.t, self.weight, 0.0)
+    kind: ClassVar[Kind] = Kind.GAUSS_BUMP
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.t, self.weight, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        if a == 0.0:  # a delta is 0 almost everywhere
+            return 0.0
+        return (b / math.sqrt(math.pi * a)) * math.exp(-v * v / a)
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(1.0 / 9.0), cls(0.25, 1.0), cls(0.0), cls(0.0, 1.0)]
 
     @property
     def is_delta(self) -> bool:
@@ -148,7 +205,7 @@ class GaussianBump(ScalarFunction):
 
     def gauss_avg(self, s2: Array) -> Array:
         """weight / sqrt(pi (t + 2 s2)); +inf for a delta at s2 = 0."""
-        with _errstate():
+        with BACKEND.ignore_fp_errors():
             return self.weight / _xp().sqrt(math.pi * (self.t + 2.0 * s2))
 
     def tilt(self, q: Array, qp: Array, det: Array) -> tuple[Array, Array]:
@@ -160,7 +217,7 @@ class GaussianBump(ScalarFunction):
         """
         xp = _xp()
         denom = self.t + 2.0 * q
-        with _errstate():
+        with BACKEND.ignore_fp_errors():
             pref = self.weight / xp.sqrt(math.pi * denom)
             s2 = xp.where(denom > 0, (self.t * qp + 2.0 * det) / denom, qp)
         return pref, s2
@@ -174,8 +231,18 @@ class Heaviside(ScalarFunction):
     scale: float = 1.0
     name: str = "heaviside"
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (2.0, 0.0, self.scale, 0.0)
+    kind: ClassVar[Kind] = Kind.HEAVISIDE
+
+    def params(self) -> tuple[float, float, float]:
+        return (0.0, self.scale, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        return b * 0.5 * (1.0 + (1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)))
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(), cls(0.5)]
 
     def __call__(self, v: Array) -> Array:
         return self.scale * 0.5 * (1.0 + _xp().sign(v))
@@ -188,8 +255,6 @@ class Heaviside(ScalarFunction):
 
     def pair_closed_form(self, other, q, qp, c, det):
         """scale1*scale2*(1/4 + arcsin(rho)/(2 pi)) = (pi - theta)/(2 pi), theta = arccos rho."""
-        if not isinstance(other, Heaviside):
-            return None
         angle = _xp().arctan2(c, _xp().sqrt(det))
         return self.scale * other.scale * (0.25 + angle * (0.5 / math.pi))
 
@@ -200,8 +265,15 @@ class ReLU(ScalarFunction):
 
     name: str = "relu"
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (3.0, 0.0, 0.0, 0.0)
+    kind: ClassVar[Kind] = Kind.RELU
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        return v if v > 0.0 else 0.0
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls()]
 
     def __call__(self, v: Array) -> Array:
         return _xp().maximum(v, 0.0)
@@ -217,8 +289,6 @@ class ReLU(ScalarFunction):
 
     def pair_closed_form(self, other, q, qp, c, det):
         """Arc-cosine kernel of order 1: (sqrt(det) + (pi - theta) c) / (2 pi)."""
-        if not isinstance(other, ReLU):
-            return None
         xp = _xp()
         root = xp.sqrt(det)
         theta = xp.arctan2(root, c)
@@ -231,8 +301,15 @@ class Identity(ScalarFunction):
 
     name: str = "linear"
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (4.0, 0.0, 0.0, 0.0)
+    kind: ClassVar[Kind] = Kind.IDENTITY
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        return v
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls()]
 
     def __call__(self, v: Array) -> Array:
         return v
@@ -244,7 +321,7 @@ class Identity(ScalarFunction):
         return _xp().zeros_like(s2)
 
     def pair_closed_form(self, other, q, qp, c, det):
-        return c if isinstance(other, Identity) else None
+        return c
 
 
 @dataclass(frozen=True)
@@ -254,8 +331,18 @@ class Constant(ScalarFunction):
     value: float = 1.0
     name: str = "constant"
 
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (5.0, 0.0, self.value, 0.0)
+    kind: ClassVar[Kind] = Kind.CONSTANT
+
+    def params(self) -> tuple[float, float, float]:
+        return (0.0, self.value, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        return b
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(), cls(0.5)]
 
     def __call__(self, v: Array) -> Array:
         return _xp().full_like(v, self.value)
@@ -265,139 +352,6 @@ class Constant(ScalarFunction):
 
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().full_like(s2, self.value)
-
-
-# -------------------------------------------------------------------------- surrogates
-@dataclass(frozen=True)
-class Sigmoid(ScalarFunction):
-    """scale * (beta/2) sech^2(beta v / 2): the derivative of tanh(beta v / 2)."""
-
-    beta: float
-    scale: float = 1.0
-    name: str = "sigmoid"
-
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (6.0, self.beta, self.scale, 0.0)
-
-    def __call__(self, v: Array) -> Array:
-        xp = _xp()
-        e = xp.exp(-self.beta * xp.abs(v))  # sech^2(y/2) = 4 e^-|y| / (1 + e^-|y|)^2
-        return (self.scale * 2.0 * self.beta) * e / (1.0 + e) ** 2
-
-    def features(self) -> list[Feature]:
-        return [(0.0, 1.0 / self.beta)]
-
-
-@dataclass(frozen=True)
-class FastSigmoid(ScalarFunction):
-    """scale * beta / (1 + beta |v|)^2 (SuperSpike): derivative of v beta/(1+beta|v|)."""
-
-    beta: float
-    scale: float = 1.0
-    name: str = "fast_sigmoid"
-
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (7.0, self.beta, self.scale, 0.0)
-
-    def __call__(self, v: Array) -> Array:
-        return (self.scale * self.beta) / (1.0 + self.beta * _xp().abs(v)) ** 2
-
-    def features(self) -> list[Feature]:
-        return [(0.0, 1.0 / self.beta)]
-
-
-@dataclass(frozen=True)
-class Atan(ScalarFunction):
-    """scale * alpha / (1 + (pi alpha v / 2)^2): derivative of (2/pi) arctan(pi alpha v/2)."""
-
-    alpha: float
-    scale: float = 1.0
-    name: str = "atan"
-
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (8.0, self.alpha, self.scale, 0.0)
-
-    def __call__(self, v: Array) -> Array:
-        a = math.pi * self.alpha / 2.0
-        return (self.scale * self.alpha) / (1.0 + (a * v) ** 2)
-
-    def features(self) -> list[Feature]:
-        return [(0.0, 2.0 / (math.pi * self.alpha))]
-
-    def gauss_avg(self, s2: Array) -> Array:
-        """E[1/(1 + a^2 v^2)] = sqrt(pi) z erfcx(z), z = 1/(sqrt(2) a s), a = pi alpha/2."""
-        xp = _xp()
-        a = math.pi * self.alpha / 2.0
-        s = xp.sqrt(s2)
-        with _errstate():
-            z = 1.0 / (math.sqrt(2.0) * a * s)
-            val = _SQRT_PI * z * BACKEND.special.erfcx(z)
-        # z * erfcx(z) -> 1/sqrt(pi) as z -> inf; at s = 0 the average is f(0).
-        val = xp.where(s > 0, val, 1.0)
-        return (self.scale * self.alpha) * val
-
-
-@dataclass(frozen=True)
-class Boxcar(ScalarFunction):
-    """scale / width for |v| < width, else 0."""
-
-    width: float
-    scale: float = 1.0
-    name: str = "boxcar"
-
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (9.0, self.width, self.scale, 0.0)
-
-    def __call__(self, v: Array) -> Array:
-        xp = _xp()
-        return xp.where(xp.abs(v) < self.width, self.scale / self.width, 0.0)
-
-    def features(self) -> list[Feature]:
-        return [(-self.width, 0.0), (self.width, 0.0)]
-
-    def gauss_avg(self, s2: Array) -> Array:
-        """(2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w; 1/w at s = 0."""
-        xp = _xp()
-        s = xp.sqrt(s2)
-        with _errstate():
-            val = BACKEND.special.erf(self.width / (math.sqrt(2.0) * s)) / self.width
-        return self.scale * xp.where(s > 0, val, 1.0 / self.width)
-
-
-@dataclass(frozen=True)
-class Triangle(ScalarFunction):
-    """scale * (2/width) * max(0, 1 - |v|/width)."""
-
-    width: float
-    scale: float = 1.0
-    name: str = "triangle"
-
-    def cuda_descriptor(self) -> tuple[float, float, float, float]:
-        return (10.0, self.width, self.scale, 0.0)
-
-    def __call__(self, v: Array) -> Array:
-        xp = _xp()
-        w = self.width
-        return (self.scale * 2.0 / w) * xp.maximum(0.0, 1.0 - xp.abs(v) * (1.0 / w))
-
-    def features(self) -> list[Feature]:
-        w = self.width
-        return [(-w, 0.0), (0.0, w), (w, 0.0)]
-
-    def gauss_avg(self, s2: Array) -> Array:
-        """(4/w) [Phi(w/s) - 1/2 - (s/w)(phi(0) - phi(w/s))]; 2/w at s = 0.
-
-        Written without cancellation for s >> w: Phi(z) - 1/2 = erf(z/sqrt 2)/2 and
-        phi(0) - phi(z) = -phi(0) expm1(-z^2/2).
-        """
-        xp = _xp()
-        w = self.width
-        s = xp.sqrt(s2)
-        with _errstate():
-            z = w / s
-            val = (4.0 / w) * (0.5 * BACKEND.special.erf(z * (1.0 / math.sqrt(2.0)))
-                               + (s / w) * _INV_SQRT_2PI * xp.expm1(-0.5 * z * z))
-        return self.scale * xp.where(s > 0, val, 2.0 / w)
 
 
 @dataclass(frozen=True)

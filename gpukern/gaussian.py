@@ -1,12 +1,14 @@
 """Gaussian expectations E[f(u) g(v)], (u, v) ~ N(0, [[q, c], [c, q']]).
 
-The layer that picks, for a pair of scalar functions (:mod:`gpukern.functions`):
+The layer that picks, for a pair of scalar functions (:mod:`gpukern.functions`), the
+first of these routes that applies (:func:`route`; the same order as ``pair_k`` in
+cuda/gpukern/gaussian.cuh):
 
 1. the Gaussian tilt when either side is a Gaussian bump (erf_m', a surrogate erf_k',
    or a delta: sign', step'):  E[a(u) g(v)] = pref * E_{v ~ N(0, s_t^2)}[g(v)], which
    turns the 2-D integral into a 1-D average (closed form or 1-D quadrature);
 2. a constant side:  E[k g(v)] = k E[g(v)];
-3. a closed form that one of the two objects knows;
+3. the closed self pair of two functions of one kind (registry capability ``self_pair``);
 4. a Heaviside side (relu'): E[H(u) g(v)] = E_v[g(v) Phi(c v / sqrt(q' det))], 1-D;
 5. otherwise 2-D quadrature: an outer average over u and, inside it, the conditional
    average over v | u ~ N(c u / q, det / q).
@@ -30,6 +32,7 @@ import numpy as np
 
 from ._backend import BACKEND
 from .functions import Constant, GaussianBump, Heaviside, ScalarFunction
+from .registry import TABLE_CHEB, TABLE_PANEL, closed_avg, self_pair
 
 Array = Any
 
@@ -49,10 +52,6 @@ def _legendre(order: int) -> tuple[np.ndarray, np.ndarray]:
     if order < 1:
         raise ValueError(f"quadrature order must be >= 1, got {order}")
     return np.polynomial.legendre.leggauss(order)
-
-
-def _errstate():
-    return BACKEND.xp.errstate(divide="ignore", invalid="ignore", over="ignore")
 
 
 # ----------------------------------------------------------------- 1-D quadrature core
@@ -157,30 +156,27 @@ def gauss_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER,
     """E[g(v)], v ~ N(0, s2): the closed form g knows, else a table interpolating the
     quadrature (``method="auto"``), else quadrature itself (``method="quadrature"``)."""
     if method == "auto":
-        closed = g.gauss_avg(s2)
-        if closed is not None:
-            return closed
+        if closed_avg(g.kind):
+            return g.gauss_avg(s2)
         return table_avg(g, s2, order)
     return quad_avg(g, s2, order)
 
 
 # --------------------------------------------------- G(s) = E_{N(0, s^2)}[g] as a table
-_PANEL = 0.25  # width of a table panel in log(s)
-_CHEB = 21  # Chebyshev points per panel
 _TABLES: dict = {}
 
 
 def _cheb_nodes() -> np.ndarray:
     """Chebyshev points of the first kind on [-1, 1]."""
-    k = np.arange(_CHEB)
-    return np.cos(np.pi * (k + 0.5) / _CHEB)
+    k = np.arange(TABLE_CHEB)
+    return np.cos(np.pi * (k + 0.5) / TABLE_CHEB)
 
 
 def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array:
     """E[g(v)], v ~ N(0, s2), from a memoized table of G(s) = E_{N(0, s^2)}[g].
 
-    G is smooth in u = log s for s > 0, so it is tabulated on panels [k, k+1] * 0.25 of a
-    fixed lattice in u, as a degree-20 Chebyshev interpolant per panel (values at 21
+    G is smooth in u = log s for s > 0, so it is tabulated on panels [k, k+1] * TABLE_PANEL
+    of a fixed lattice in u, as a Chebyshev interpolant per panel (values at TABLE_CHEB
     Chebyshev points computed by :func:`quad_avg`), evaluated by Clenshaw's recurrence;
     the interpolation error (~1e-14) is far below the quadrature's (~1e-10). The lattice
     is fixed, so a value depends only on s, never on the batch it comes in. Panels are
@@ -195,14 +191,14 @@ def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array
     if live.size == 0:
         return out.reshape(shape)
     u = 0.5 * xp.log(s2[live])
-    panel = xp.floor(u / _PANEL).astype(xp.int64)
+    panel = xp.floor(u / TABLE_PANEL).astype(xp.int64)
     kmin, kmax = int(panel.min()), int(panel.max())
-    coef = xp.asarray(table_panels(g, kmin, kmax, order))  # (K, 21)
+    coef = xp.asarray(table_panels(g, kmin, kmax, order))  # (K, TABLE_CHEB)
     row = panel - kmin
-    x = xp.clip(2.0 * (u / _PANEL - panel) - 1.0, -1.0, 1.0)
+    x = xp.clip(2.0 * (u / TABLE_PANEL - panel) - 1.0, -1.0, 1.0)
     b1 = xp.zeros_like(x)
     b2 = xp.zeros_like(x)
-    for j in range(_CHEB - 1, 0, -1):  # Clenshaw
+    for j in range(TABLE_CHEB - 1, 0, -1):  # Clenshaw
         b1, b2 = 2.0 * x * b1 - b2 + coef[row, j], b1
     out[live] = x * b1 - b2 + coef[row, 0]
     return out.reshape(shape)
@@ -210,20 +206,20 @@ def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array
 
 def table_panels(g: ScalarFunction, kmin: int, kmax: int, order: int = DEFAULT_ORDER
                  ) -> np.ndarray:
-    """Chebyshev coefficients (kmax - kmin + 1, 21) of G on panels kmin..kmax (host).
+    """Chebyshev coefficients (kmax - kmin + 1, TABLE_CHEB) of G on panels kmin..kmax (host).
 
-    Panel k covers log s in [k, k+1] * 0.25; missing panels are computed (21 quadrature
-    values each) and kept for the process, per (function, order).
+    Panel k covers log s in [k, k+1] * TABLE_PANEL; missing panels are computed (TABLE_CHEB
+    quadrature values each) and kept for the process, per (function, order).
     """
     table = _TABLES.setdefault((g, order), {})
     needed = [k for k in range(kmin, kmax + 1) if k not in table]
     if needed:
         xp = BACKEND.xp
         t = _cheb_nodes()
-        centres = (np.asarray(needed, dtype=float)[:, None] + 0.5 + 0.5 * t[None, :]) * _PANEL
+        centres = (np.asarray(needed, dtype=float)[:, None] + 0.5 + 0.5 * t[None, :]) * TABLE_PANEL
         vals = BACKEND.to_host(quad_avg(g, xp.asarray(np.exp(2.0 * centres)).reshape(-1), order))
-        for k, row in zip(needed, vals.reshape(len(needed), _CHEB)):
-            table[k] = np.polynomial.chebyshev.chebfit(t, row, _CHEB - 1)
+        for k, row in zip(needed, vals.reshape(len(needed), TABLE_CHEB)):
+            table[k] = np.polynomial.chebyshev.chebfit(t, row, TABLE_CHEB - 1)
     return np.stack([table[k] for k in range(kmin, kmax + 1)])
 
 
@@ -233,7 +229,7 @@ def _tilted(bump: GaussianBump, g: ScalarFunction, q, qp, det, order, method) ->
     xp = BACKEND.xp
     pref, s2 = bump.tilt(q, qp, det)
     avg = gauss_avg(g, s2, order, method)
-    with _errstate():
+    with BACKEND.ignore_fp_errors():
         return xp.where(xp.isinf(pref), xp.inf, pref * avg)
 
 
@@ -252,7 +248,7 @@ def _heaviside_left(h: Heaviside, g: ScalarFunction, q, qp, c, det, order) -> Ar
     if idx.size:
         ci = c[idx]
         width = xp.sqrt(qp[idx] * det[idx])
-        with _errstate():
+        with BACKEND.ignore_fp_errors():
             slope = xp.where(width > 0, ci / width, 0.0)
             feature = xp.where(ci != 0, width / xp.abs(ci), 0.0)
 
@@ -286,11 +282,11 @@ def quad_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
         qi, ci, di = q[idx], c[idx], det[idx]
         slope = ci / qi  # E[v | u] = slope * u
         sd_in = xp.sqrt(di / qi)
-        with _errstate():
+        with BACKEND.ignore_fp_errors():
             inv = xp.where(ci != 0, qi / xp.abs(ci), 0.0)  # v-scale -> u-scale
         feats = list(f.features())
         for centre, scale in g.features():
-            with _errstate():
+            with BACKEND.ignore_fp_errors():
                 mapped = xp.where(ci != 0, centre * qi / ci, 0.0)
             feats.append((mapped, scale * inv))
             feats.append((mapped, sd_in * inv))
@@ -306,25 +302,35 @@ def quad_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
     return out.reshape(shape)
 
 
+def route(f: ScalarFunction, g: ScalarFunction) -> str:
+    """How E[f(u) g(v)] is computed: the first rule of the module docstring that applies.
+
+    "tilt_left"/"tilt_right" (a Gaussian bump on that side), "constant_left"/
+    "constant_right", "self_pair", "heaviside_left"/"heaviside_right" or "quadrature".
+    """
+    for side, fn in (("left", f), ("right", g)):
+        if isinstance(fn, GaussianBump):
+            return f"tilt_{side}"
+    for side, fn in (("left", f), ("right", g)):
+        if isinstance(fn, Constant):
+            return f"constant_{side}"
+    if f.kind is not None and f.kind == g.kind and self_pair(f.kind):
+        return "self_pair"
+    for side, fn in (("left", f), ("right", g)):
+        if isinstance(fn, Heaviside):
+            return f"heaviside_{side}"
+    return "quadrature"
+
+
 def has_closed_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
-    """True when E[f(u) g(v)] needs no quadrature (the cases ``expect_pair`` and the
-    CUDA ``pair`` in cuda/gpukern/gaussian.cuh compute in closed form)."""
-    probe = BACKEND.xp.ones(1)
-
-    def avg_closed(h: ScalarFunction) -> bool:
-        return h.gauss_avg(probe) is not None
-
-    if isinstance(f, GaussianBump):
-        return avg_closed(g)
-    if isinstance(g, GaussianBump):
-        return avg_closed(f)
-    if isinstance(f, Constant):
-        return avg_closed(g)
-    if isinstance(g, Constant):
-        return avg_closed(f)
-    half = 0.5 * probe
-    return (f.pair_closed_form(g, probe, probe, half, half) is not None
-            or g.pair_closed_form(f, probe, probe, half, half) is not None)
+    """True when E[f(u) g(v)] needs no quadrature: a registry lookup (the pairs that
+    ``expect_pair`` and ``pair`` in cuda/gpukern/gaussian.cuh compute in closed form)."""
+    r = route(f, g)
+    if r in ("tilt_left", "constant_left"):
+        return closed_avg(g.kind)
+    if r in ("tilt_right", "constant_right"):
+        return closed_avg(f.kind)
+    return r == "self_pair"
 
 
 def expect_pair(
@@ -348,21 +354,19 @@ def expect_pair(
         raise ValueError(f"method must be 'auto' or 'quadrature', got {method!r}")
     if method == "quadrature" and not (f.is_delta or g.is_delta):
         return quad_pair(f, g, q, qp, c, det, order)
-    if isinstance(f, GaussianBump):
+    r = route(f, g)
+    if r == "tilt_left":
         return _tilted(f, g, q, qp, det, order, method)
-    if isinstance(g, GaussianBump):
+    if r == "tilt_right":
         return _tilted(g, f, qp, q, det, order, method)
-    if isinstance(f, Constant):
+    if r == "constant_left":
         return f.value * gauss_avg(g, qp, order, method)
-    if isinstance(g, Constant):
+    if r == "constant_right":
         return g.value * gauss_avg(f, q, order, method)
-    closed = f.pair_closed_form(g, q, qp, c, det)
-    if closed is None:
-        closed = g.pair_closed_form(f, qp, q, c, det)
-    if closed is not None:
-        return closed
-    if isinstance(f, Heaviside):
+    if r == "self_pair":
+        return f.pair_closed_form(g, q, qp, c, det)
+    if r == "heaviside_left":
         return _heaviside_left(f, g, q, qp, c, det, order)
-    if isinstance(g, Heaviside):
+    if r == "heaviside_right":
         return _heaviside_left(g, f, qp, q, c, det, order)
     return quad_pair(f, g, q, qp, c, det, order)

@@ -1,4 +1,5 @@
-"""The MLP: one public object tying the analytic kernels (and, later, finite networks) together."""
+"""The MLP: one public object for the analytic kernels and the finite networks of one
+architecture."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, finite, planner
 from .activations import Activation
-from .analytic import DEFAULT_TILE, Pair, Recursion, compute, output_bytes
-from .finite import Architecture, Params, check_params, init_params
-from .finite import apply as _apply
-from .finite import empirical_kernel as _empirical_kernel
-from .finite import jacobian as _jacobian
+from .analytic import Pair
+from .architecture import Architecture
+from .finite import Params
 from .functions import ScalarFunction
 from .gaussian import DEFAULT_ORDER
+from .planner import DEFAULT_TILE
 
 Array = Any
 _SIDES = ("true", "surrogate")
@@ -64,10 +64,9 @@ class MLP:
         self.bias_std = _checks.nonnegative("bias_std", bias_std)
         self.quad_order = _checks.integer("quad_order", quad_order, 1)
         self.tile = _checks.integer("tile", tile, 1)
-        self._rec = Recursion(self.depth, activation.function, self.weight_std,
-                              self.bias_std, self.quad_order)
-        self._arch = Architecture(self.depth, activation.function, self.weight_std,
-                                  self.bias_std)
+        self.arch = Architecture(self.depth, activation.function, self.weight_std,
+                                 self.bias_std, self.quad_order)
+        """What the kernel and network math needs (depth, sigma, stds, quadrature order)."""
 
     def __repr__(self) -> str:
         return (f"MLP(depth={self.depth}, activation={self.activation!r}, "
@@ -75,7 +74,9 @@ class MLP:
                 f"bias_std={self.bias_std:g})")
 
     # ------------------------------------------------------------------ analytic
-    def _side(self, name: str, value: str) -> ScalarFunction:
+    def side(self, name: str, value: str) -> ScalarFunction:
+        """The derivative ``value`` ('true': sigma', 'surrogate': the surrogate) for the
+        argument ``name`` (named in errors)."""
         _checks.choice(name, value, _SIDES)
         if value == "true":
             return self.activation.derivative
@@ -115,20 +116,24 @@ class MLP:
         """The SG-NTK I(x1, x2): true derivative at x1, surrogate at x2 (not symmetric)."""
         return self.kernel(x1, x2, "true", "surrogate", dtype)
 
+    def pair(self, left: str, right: str) -> Pair:
+        """The kernel with derivative ``left`` at x1 and ``right`` at x2."""
+        return Pair(self.side("left", left), self.side("right", right))
+
     def _compute(self, x1, x2, pairs: dict[str, tuple[str, str]], want_nngp: bool,
                  dtype) -> dict[str, Array]:
         dt = _checks.float_dtype("dtype", dtype)
-        resolved = {name: Pair(self._side("left", lr[0]), self._side("right", lr[1]))
-                    for name, lr in pairs.items()}
+        resolved = {name: self.pair(*lr) for name, lr in pairs.items()}
         a = _checks.inputs("x1", x1)
         b = None if x2 is None else _checks.inputs("x2", x2, n_features=a.shape[1])
         n2 = a.shape[0] if b is None else b.shape[0]
         n_out = len(resolved) + int(want_nngp)
         _checks.fits_in_memory(
             f"{n_out} kernel matrix(es) of shape ({a.shape[0]}, {n2}) in {dt}",
-            output_bytes(a.shape[0], n2, n_out, dt, self.tile),
+            planner.output_bytes(a.shape[0], n2, n_out, dt, self.tile),
         )
-        nngp, outs = compute(self._rec, list(resolved.values()), a, b, dt, self.tile, want_nngp)
+        request = planner.plan(self.arch, list(resolved.values()), want_nngp)
+        nngp, outs = planner.compute(request, planner.prepare(self.arch, a, b), dt, self.tile)
         result = dict(zip(resolved, outs))
         if want_nngp:
             result["nngp"] = nngp
@@ -143,10 +148,12 @@ class MLP:
         ``SeedSequence(seed).spawn(E)[e]``): the same seed gives the same networks on
         every backend and for any ensemble size. Stacked with the ensemble as leading axis.
         """
-        return init_params(self.depth, n_in, width, ensemble, seed, dtype)
+        return finite.init_params(self.depth, n_in, width, ensemble, seed, dtype)
 
-    def _params_and_x(self, params: Params, x: Array, name: str = "x") -> tuple[Params, Array]:
-        params = check_params(self._arch, params)
+    def validate(self, params: Params, x: Array, name: str = "x") -> tuple[Params, Array]:
+        """``params`` checked against this MLP, and inputs ``x`` (named ``name`` in errors)
+        as an array of params' dtype on the backend."""
+        params = finite.check_params(self.arch, params)
         arr = _checks.inputs(name, x)
         if arr.shape[1] != params.n_in:
             raise ValueError(f"{name} has {arr.shape[1]} features but params expect "
@@ -155,8 +162,8 @@ class MLP:
 
     def apply(self, params: Params, x: Array) -> Array:
         """Outputs f(x) of every network, shape (E, N); the forward pass uses sigma itself."""
-        params, arr = self._params_and_x(params, x)
-        return _apply(self._arch, params, arr)
+        params, arr = self.validate(params, x)
+        return finite.apply(self.arch, params, arr)
 
     def jacobian(self, params: Params, x: Array, derivative: str = "surrogate") -> Array:
         """(E, N, P) Jacobian (``derivative="true"``) or quasi-Jacobian (``"surrogate"``).
@@ -165,13 +172,13 @@ class MLP:
         small networks and tests (it materializes E*N*P numbers); kernels should use
         ``empirical_kernel``, which never forms it.
         """
-        d = self._side("derivative", derivative)
-        params, arr = self._params_and_x(params, x)
+        d = self.side("derivative", derivative)
+        params, arr = self.validate(params, x)
         _checks.fits_in_memory(
             f"a Jacobian of shape ({params.ensemble}, {arr.shape[0]}, {params.size})",
             3 * params.ensemble * arr.shape[0] * params.size * params.dtype.itemsize,
         )
-        return _jacobian(self._arch, params, arr, d)
+        return finite.jacobian(self.arch, params, arr, d)
 
     def empirical_kernel(self, params: Params, x1: Array, x2: Array | None = None,
                          left: str = "true", right: str = "surrogate",
@@ -186,14 +193,14 @@ class MLP:
         _checks.choice("kind", kind, ("ntk", "nngp"))
         a = b = None
         if kind == "ntk":
-            a, b = self._side("left", left), self._side("right", right)
-        params, arr1 = self._params_and_x(params, x1, "x1")
+            a, b = self.side("left", left), self.side("right", right)
+        params, arr1 = self.validate(params, x1, "x1")
         arr2 = None
         if x2 is not None:
-            _, arr2 = self._params_and_x(params, x2, "x2")
+            _, arr2 = self.validate(params, x2, "x2")
         n2 = arr1.shape[0] if arr2 is None else arr2.shape[0]
         _checks.fits_in_memory(
             f"empirical kernels of shape ({params.ensemble}, {arr1.shape[0]}, {n2})",
             2 * params.ensemble * arr1.shape[0] * n2 * params.dtype.itemsize,
         )
-        return _empirical_kernel(self._arch, params, arr1, arr2, a, b)
+        return finite.empirical_kernel(self.arch, params, arr1, arr2, a, b)

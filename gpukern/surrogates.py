@@ -14,7 +14,10 @@ Each is the derivative of a sign-like function rising from -1 to +1, so its area
 =====================  =============================================
 
 Closed Gaussian averages exist for erf, atan, boxcar and triangle; sigmoid,
-fast_sigmoid and custom use quadrature graded to their width and kinks.
+fast_sigmoid and custom use quadrature graded to their width and kinks. Each surrogate's
+class (its kind's Python side, see :mod:`gpukern.functions`) sits here beside its
+constructor; ``erf`` is the Gaussian bump of :mod:`gpukern.functions`, also the
+derivative of the erf activation.
 
 Other libraries: snnTorch and SpikingJelly differentiate a 0/1 spike H, so their
 surrogates have area 1. The same backward pass in gpukern is the step activation with
@@ -33,24 +36,222 @@ documented formulas):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from . import _checks
-from .functions import (
-    Atan,
-    Boxcar,
-    Custom,
-    FastSigmoid,
-    GaussianBump,
-    ScalarFunction,
-    Sigmoid,
-    Triangle,
-)
+from ._backend import BACKEND
+from .functions import Custom, Feature, GaussianBump, ScalarFunction
+from .registry import Kind
 
-__all__ = ["erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle", "custom"]
+__all__ = ["erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle", "custom", "BUILTIN"]
+
+Array = Any
+_SQRT_PI = math.sqrt(math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def _xp():
+    return BACKEND.xp
+
+
+class Surrogate(ScalarFunction):
+    """A surrogate derivative of its own kind: area 2 * ``scale`` (sign's jump, scaled)."""
+
+    scale: float
+
+
+@dataclass(frozen=True)
+class Sigmoid(Surrogate):
+    """scale * (beta/2) sech^2(beta v / 2): the derivative of tanh(beta v / 2)."""
+
+    beta: float
+    scale: float = 1.0
+    name: str = "sigmoid"
+
+    kind: ClassVar[Kind] = Kind.SIGMOID
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.beta, self.scale, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        e = math.exp(-a * abs(v))
+        return (b * 2.0 * a) * e / ((1.0 + e) * (1.0 + e))
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(3.0), cls(0.7, 0.5)]
+
+    def __call__(self, v: Array) -> Array:
+        xp = _xp()
+        e = xp.exp(-self.beta * xp.abs(v))  # sech^2(y/2) = 4 e^-|y| / (1 + e^-|y|)^2
+        return (self.scale * 2.0 * self.beta) * e / (1.0 + e) ** 2
+
+    def features(self) -> list[Feature]:
+        return [(0.0, 1.0 / self.beta)]
+
+
+@dataclass(frozen=True)
+class FastSigmoid(Surrogate):
+    """scale * beta / (1 + beta |v|)^2 (SuperSpike): derivative of v beta/(1+beta|v|)."""
+
+    beta: float
+    scale: float = 1.0
+    name: str = "fast_sigmoid"
+
+    kind: ClassVar[Kind] = Kind.FAST_SIGMOID
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.beta, self.scale, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        d = 1.0 + a * abs(v)
+        return (b * a) / (d * d)
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(5.0), cls(1.5, 0.5)]
+
+    def __call__(self, v: Array) -> Array:
+        return (self.scale * self.beta) / (1.0 + self.beta * _xp().abs(v)) ** 2
+
+    def features(self) -> list[Feature]:
+        return [(0.0, 1.0 / self.beta)]
+
+
+@dataclass(frozen=True)
+class Atan(Surrogate):
+    """scale * alpha / (1 + (pi alpha v / 2)^2): derivative of (2/pi) arctan(pi alpha v/2)."""
+
+    alpha: float
+    scale: float = 1.0
+    name: str = "atan"
+
+    kind: ClassVar[Kind] = Kind.ATAN
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.alpha, self.scale, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        x = math.pi * a / 2.0 * v
+        return (b * a) / (1.0 + x * x)
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(2.0), cls(0.5, 0.5)]
+
+    def __call__(self, v: Array) -> Array:
+        a = math.pi * self.alpha / 2.0
+        return (self.scale * self.alpha) / (1.0 + (a * v) ** 2)
+
+    def features(self) -> list[Feature]:
+        return [(0.0, 2.0 / (math.pi * self.alpha))]
+
+    def gauss_avg(self, s2: Array) -> Array:
+        """E[1/(1 + a^2 v^2)] = sqrt(pi) z erfcx(z), z = 1/(sqrt(2) a s), a = pi alpha/2."""
+        xp = _xp()
+        a = math.pi * self.alpha / 2.0
+        s = xp.sqrt(s2)
+        with BACKEND.ignore_fp_errors():
+            z = 1.0 / (math.sqrt(2.0) * a * s)
+            val = _SQRT_PI * z * BACKEND.special.erfcx(z)
+        # z * erfcx(z) -> 1/sqrt(pi) as z -> inf; at s = 0 the average is f(0).
+        val = xp.where(s > 0, val, 1.0)
+        return (self.scale * self.alpha) * val
+
+
+@dataclass(frozen=True)
+class Boxcar(Surrogate):
+    """scale / width for |v| < width, else 0."""
+
+    width: float
+    scale: float = 1.0
+    name: str = "boxcar"
+
+    kind: ClassVar[Kind] = Kind.BOXCAR
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.width, self.scale, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        return b / a if abs(v) < a else 0.0
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(0.5), cls(1.5, 0.5)]
+
+    def __call__(self, v: Array) -> Array:
+        xp = _xp()
+        return xp.where(xp.abs(v) < self.width, self.scale / self.width, 0.0)
+
+    def features(self) -> list[Feature]:
+        return [(-self.width, 0.0), (self.width, 0.0)]
+
+    def gauss_avg(self, s2: Array) -> Array:
+        """(2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w; 1/w at s = 0."""
+        xp = _xp()
+        s = xp.sqrt(s2)
+        with BACKEND.ignore_fp_errors():
+            val = BACKEND.special.erf(self.width / (math.sqrt(2.0) * s)) / self.width
+        return self.scale * xp.where(s > 0, val, 1.0 / self.width)
+
+
+@dataclass(frozen=True)
+class Triangle(Surrogate):
+    """scale * (2/width) * max(0, 1 - |v|/width)."""
+
+    width: float
+    scale: float = 1.0
+    name: str = "triangle"
+
+    kind: ClassVar[Kind] = Kind.TRIANGLE
+
+    def params(self) -> tuple[float, float, float]:
+        return (self.width, self.scale, 0.0)
+
+    @staticmethod
+    def scalar(v: float, a: float, b: float, c: float) -> float:
+        r = 1.0 - abs(v) / a
+        return (b * 2.0 / a) * (r if r > 0.0 else 0.0)
+
+    @classmethod
+    def examples(cls) -> list[ScalarFunction]:
+        return [cls(0.7), cls(1.2, 0.5)]
+
+    def __call__(self, v: Array) -> Array:
+        xp = _xp()
+        w = self.width
+        return (self.scale * 2.0 / w) * xp.maximum(0.0, 1.0 - xp.abs(v) * (1.0 / w))
+
+    def features(self) -> list[Feature]:
+        w = self.width
+        return [(-w, 0.0), (0.0, w), (w, 0.0)]
+
+    def gauss_avg(self, s2: Array) -> Array:
+        """(4/w) [Phi(w/s) - 1/2 - (s/w)(phi(0) - phi(w/s))]; 2/w at s = 0.
+
+        Written without cancellation for s >> w: Phi(z) - 1/2 = erf(z/sqrt 2)/2 and
+        phi(0) - phi(z) = -phi(0) expm1(-z^2/2).
+        """
+        xp = _xp()
+        w = self.width
+        s = xp.sqrt(s2)
+        with BACKEND.ignore_fp_errors():
+            z = w / s
+            val = (4.0 / w) * (0.5 * BACKEND.special.erf(z * (1.0 / math.sqrt(2.0)))
+                               + (s / w) * _INV_SQRT_2PI * xp.expm1(-0.5 * z * z))
+        return self.scale * xp.where(s > 0, val, 2.0 / w)
+
+
+
+
+# ------------------------------------------------------------------------ constructors
 def _scale(scale: float) -> float:
     return _checks.positive("scale", scale)
 
@@ -105,3 +306,10 @@ def custom(
     width = _checks.positive("width", width)
     kinks = tuple(_checks.real("kinks", k) for k in kinks)
     return Custom(fn, width, kinks, _scale(scale), name=name)
+
+
+BUILTIN: dict[str, Callable[..., ScalarFunction]] = {
+    "erf": erf, "sigmoid": sigmoid, "fast_sigmoid": fast_sigmoid, "atan": atan,
+    "boxcar": boxcar, "triangle": triangle,
+}
+"""The built-in surrogates by name: constructor(shape parameter, scale=...)."""

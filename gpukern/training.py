@@ -19,12 +19,10 @@ the current step, which is then checkpointed.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import math
 import os
-import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,14 +31,14 @@ import numpy as np
 
 from . import _checks
 from ._backend import BACKEND
-from ._io import atomic_write
 from ._threads import parallel_map, single_threaded_blas
+from .architecture import Architecture
+from .checkpoints import CheckpointStore, State, fingerprint
 from .finite import Params, empirical_kernel, forward
+from .functions import ScalarFunction
 from .kernels import ops
 
 Array = Any
-
-_FORMAT = "gpukern-sgl-checkpoint-1"
 
 
 @dataclass
@@ -60,25 +58,8 @@ class TrainResult:
     kernels: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def _gemm_update(w: Array, z: Array, delta: Array, alpha: float) -> None:
-    """In place, for every network e: W_e += alpha * delta_e^T z_e (z may be shared, 2-D).
-
-    On NumPy one BLAS GEMM per network with beta = 1 writes straight into W (W_e^T is
-    Fortran-ordered, so nothing is copied): the gradient is never stored. Elsewhere a
-    batched matmul and an in-place add.
-    """
-    if BACKEND.name == "numpy" and w.dtype in (np.float32, np.float64) and w.flags.c_contiguous:
-        from scipy.linalg import blas
-
-        gemm = blas.dgemm if w.dtype == np.float64 else blas.sgemm
-        for e in range(w.shape[0]):
-            ze = z if z.ndim == 2 else z[e]  # layer 1 sees the shared inputs x (N, n0)
-            gemm(alpha, ze, delta[e], beta=1.0, c=w[e].T, trans_a=True, overwrite_c=True)
-        return
-    ops.axpy(w, delta.swapaxes(-1, -2) @ z, alpha)
-
-
-def sgl_step(arch, params: Params, x: Array, y: Array, lr: float, derivative) -> Array:
+def sgl_step(arch: Architecture, params: Params, x: Array, y: Array, lr: float,
+             derivative: ScalarFunction) -> Array:
     """One SGL step of every network, in place; returns the outputs f (E, N) before it.
 
     On NumPy each network runs its whole step (forward, fused backward and update) at
@@ -90,17 +71,14 @@ def sgl_step(arch, params: Params, x: Array, y: Array, lr: float, derivative) ->
     for functions without a descriptor, a Python loop over networks does the same with
     NumPy. Elsewhere (CuPy): batched over E.
     """
-    if BACKEND.name != "numpy":
+    if not ops.on_host():
         hs, zs = forward(arch, params, x)
         f = hs[-1][..., 0]
         _backward_update(arch, params, hs, zs, f - y, lr, derivative)
         return f
-    from .kernels import cpu_fused
-
-    if cpu_fused.can_step(arch.sigma, derivative, params.weights, params.biases, x, y):
-        with single_threaded_blas():
-            return cpu_fused.sgl_step(arch.sigma, derivative, arch.weight_std, arch.bias_std,
-                                      params.weights, params.biases, x, y, lr)
+    f = ops.compiled_sgl_step(arch, params, x, y, lr, derivative)
+    if f is not None:
+        return f
     f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
 
     def one(e: int) -> None:
@@ -113,9 +91,9 @@ def sgl_step(arch, params: Params, x: Array, y: Array, lr: float, derivative) ->
     return f
 
 
-def outputs(arch, params: Params, x: Array) -> Array:
+def outputs(arch: Architecture, params: Params, x: Array) -> Array:
     """Network outputs f(x), (E, N); on NumPy network by network like ``sgl_step``."""
-    if BACKEND.name != "numpy":
+    if not ops.on_host():
         return forward(arch, params, x)[0][-1][..., 0]
     f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
 
@@ -132,8 +110,8 @@ def _per_network(fn, n: int) -> None:
         parallel_map(fn, range(n))
 
 
-def _backward_update(arch, params: Params, hs: list[Array], zs: list[Array], resid: Array,
-                     lr: float, derivative) -> None:
+def _backward_update(arch: Architecture, params: Params, hs: list[Array], zs: list[Array],
+                     resid: Array, lr: float, derivative: ScalarFunction) -> None:
     """The fused backward pass and update of ``params`` in place (resid = f - y, (E, N))."""
     sw, sb = arch.weight_std, arch.bias_std
     xp = BACKEND.xp
@@ -144,7 +122,7 @@ def _backward_update(arch, params: Params, hs: list[Array], zs: list[Array], res
         grad_b = sb * xp.sum(delta, axis=1)
         if l > 0:  # propagate with the old weights before they change
             nxt = ops.scaled_derivative(delta @ w, hs[l - 1], derivative, scale)
-        _gemm_update(w, xp.ascontiguousarray(zs[l]), xp.ascontiguousarray(delta), -lr * scale)
+        ops.gemm_update(w, xp.ascontiguousarray(zs[l]), xp.ascontiguousarray(delta), -lr * scale)
         params.biases[l][...] -= lr * grad_b
         if l > 0:
             delta = nxt
@@ -179,60 +157,6 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _fingerprint(net, params: Params, x: Array, y: Array, lr: float, derivative: str,
-                 record: Sequence[int], kernel_steps: Sequence[int], kernel_sides: tuple,
-                 x_eval: Array) -> str:
-    """A hash of everything that determines the run's results."""
-    h = hashlib.sha256()
-    h.update(repr(net).encode())
-    h.update(json.dumps([lr, derivative, list(record), list(kernel_steps),
-                         list(kernel_sides)]).encode())
-    for a in (*params.weights, *params.biases, x, y, x_eval):
-        arr = np.ascontiguousarray(BACKEND.to_host(a))
-        h.update(str(arr.shape).encode() + str(arr.dtype).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def _save(path: Path, fingerprint: str, step: int, params: Params, rec: dict) -> None:
-    """Write the state atomically (see gpukern._io.atomic_write)."""
-    arrays = {f"w{i}": BACKEND.to_host(w) for i, w in enumerate(params.weights)}
-    arrays |= {f"b{i}": BACKEND.to_host(b) for i, b in enumerate(params.biases)}
-    rows = list(rec["rows"])
-    arrays["rec_steps"] = np.asarray([r[0] for r in rows], dtype=np.int64)
-    arrays["rec_loss"] = np.asarray([r[1] for r in rows])
-    arrays["rec_outputs"] = np.asarray([r[2] for r in rows])
-    for s, k in dict(rec["kernels"]).items():
-        arrays[f"kernel_{s}"] = k
-    meta = {"format": _FORMAT, "fingerprint": fingerprint, "step": step,
-            "n_layers": len(params.weights)}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def _load(path: Path, fingerprint: str) -> tuple[int, Params, dict]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(data["meta"].tobytes().decode())
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"checkpoint {path} is not readable: {exc}") from exc
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"checkpoint {path} is not readable: not a gpukern SGL checkpoint")
-    if meta["fingerprint"] != fingerprint:
-        raise ValueError(
-            f"checkpoint {path} belongs to another run (different network, initial "
-            "parameters, data, lr, derivative, steps or record schedule); delete it or "
-            "pass another checkpoint path")
-    n = meta["n_layers"]
-    params = Params(tuple(BACKEND.asarray(arrays[f"w{i}"]) for i in range(n)),
-                    tuple(BACKEND.asarray(arrays[f"b{i}"]) for i in range(n)))
-    rows = [(int(s), loss, out) for s, loss, out in
-            zip(arrays["rec_steps"], arrays["rec_loss"], arrays["rec_outputs"])]
-    kernels = {int(k[7:]): v for k, v in arrays.items() if k.startswith("kernel_")}
-    return int(meta["step"]), params, {"rows": rows, "kernels": kernels}
-
-
 def _steps_arg(name: str, values: Iterable[int] | None, steps: int) -> list[int]:
     if values is None:
         return []
@@ -241,6 +165,85 @@ def _steps_arg(name: str, values: Iterable[int] | None, steps: int) -> list[int]
     if out and out[-1] > steps:
         raise ValueError(f"{name} has step {out[-1]} > steps = {steps}")
     return out
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The validated arguments of one run."""
+
+    params: Params
+    x: Array
+    y: Array
+    x_eval: Array | None  # None: outputs are recorded on x
+    lr: float
+    steps: int
+    derivative: ScalarFunction
+    record: frozenset[int]
+    kernel_steps: frozenset[int]
+    kernel_sides: tuple[ScalarFunction, ScalarFunction]
+    checkpoint_every: int
+
+
+def _run_arguments(net, params, x, y, lr, steps, derivative, record_every, record_steps,
+                   x_eval, kernel_steps, kernel_sides, checkpoint_every) -> _Run:
+    d = net.side("derivative", derivative)
+    params, xa = net.validate(params, x)
+    ya = _checks.targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
+    xe = None if x_eval is None else net.validate(params, x_eval, "x_eval")[1]
+    lr = _checks.positive("lr", lr)
+    steps = _checks.integer("steps", steps, 0)
+    every = None if record_every is None else _checks.integer("record_every", record_every, 1)
+    ck_every = _checks.integer("checkpoint_every", checkpoint_every, 1)
+    record = set(_steps_arg("record_steps", record_steps, steps)) | {0, steps}
+    if every:
+        record |= set(range(0, steps + 1, every))
+    sides = (net.side("left", kernel_sides[0]), net.side("right", kernel_sides[1]))
+    return _Run(params, xa, ya, xe, lr, steps, d, frozenset(record),
+                frozenset(_steps_arg("kernel_steps", kernel_steps, steps)), sides, ck_every)
+
+
+def _record(run: _Run, state: State, step: int, f: Array, f_eval: Array | None, bar) -> None:
+    """Record loss and outputs of ``step`` (f on x, f_eval on x_eval, both taken before
+    the step's update)."""
+    resid = f - run.y
+    loss = BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
+    state.rows.append((step, loss, BACKEND.to_host(f if f_eval is None else f_eval)))
+    bar.set_postfix(loss=float(np.mean(loss)))
+
+
+def _loop(arch: Architecture, run: _Run, state: State, store: CheckpointStore | None,
+          bar) -> None:
+    """Steps from state.step to run.steps, in place; Ctrl-C stops at a step boundary
+    (checkpointed, re-raised)."""
+    try:
+        with _DeferredInterrupt() as interrupt:
+            while True:
+                step, params = state.step, state.params
+                if step in run.kernel_steps and step not in state.kernels:
+                    state.kernels[step] = BACKEND.to_host(
+                        empirical_kernel(arch, params, run.x, None, *run.kernel_sides))
+                want = step in run.record and step not in {r[0] for r in state.rows}
+                f_eval = (outputs(arch, params, run.x_eval)
+                          if want and run.x_eval is not None else None)
+                if step == run.steps:
+                    f = outputs(arch, params, run.x)
+                elif interrupt.requested:
+                    raise KeyboardInterrupt
+                else:  # outputs before the update, and the update
+                    f = sgl_step(arch, params, run.x, run.y, run.lr, run.derivative)
+                if want:
+                    _record(run, state, step, f, f_eval, bar)
+                if step == run.steps:
+                    return
+                state.step += 1
+                bar.update(1)
+                if (store is not None and state.step % run.checkpoint_every == 0
+                        and state.step != run.steps):
+                    store.save(state)
+    except KeyboardInterrupt:
+        if store is not None:
+            store.save(state)
+        raise
 
 
 def train(
@@ -271,75 +274,28 @@ def train(
     (bit-identical to an uninterrupted run); a checkpoint of another run is refused.
     ``progress=True`` shows a tqdm bar with the mean loss (needs tqdm).
     """
-    d = net._side("derivative", derivative)
-    params, xa = net._params_and_x(params, x)
-    ya = _checks.targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
-    xe = xa if x_eval is None else net._params_and_x(params, x_eval, "x_eval")[1]
-    lr = _checks.positive("lr", lr)
-    steps = _checks.integer("steps", steps, 0)
-    every = None if record_every is None else _checks.integer("record_every", record_every, 1)
-    ck_every = _checks.integer("checkpoint_every", checkpoint_every, 1)
-    record = set(_steps_arg("record_steps", record_steps, steps)) | {0, steps}
-    if every:
-        record |= set(range(0, steps + 1, every))
-    kernel_set = set(_steps_arg("kernel_steps", kernel_steps, steps))
-    ksteps = sorted(kernel_set)
-    left, right = (net._side("left", kernel_sides[0]), net._side("right", kernel_sides[1]))
-
-    path = None if checkpoint is None else Path(checkpoint)
-    fp = (_fingerprint(net, params, xa, ya, lr, derivative, sorted(record), ksteps,
-                       tuple(kernel_sides), xe)
-          if path else "")
-    step, params = 0, _copy(params)  # trained in place: the caller's arrays stay intact
-    rec: dict = {"rows": [], "kernels": {}}  # rows: (step, loss, outputs)
-    if path is not None and path.exists():
-        step, params, rec = _load(path, fp)
-        if step > steps:
-            raise ValueError(f"checkpoint {path} is at step {step} > steps = {steps}")
-    bar = _progress(progress, steps, step)
-    try:
-        with _DeferredInterrupt() as interrupt:
-            while True:
-                done = {r[0] for r in rec["rows"]}
-                want = step in record and step not in done
-                if step in kernel_set and step not in rec["kernels"]:
-                    rec["kernels"][step] = BACKEND.to_host(
-                        empirical_kernel(net._arch, params, xa, None, left, right))
-                out_eval = (outputs(net._arch, params, xe)
-                            if want and x_eval is not None else None)
-                if step == steps:
-                    f = outputs(net._arch, params, xa)
-                elif interrupt.requested:
-                    raise KeyboardInterrupt
-                else:  # outputs before the update, and the update
-                    f = sgl_step(net._arch, params, xa, ya, lr, d)
-                if want:
-                    resid = f - ya
-                    loss = BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
-                    rec["rows"].append((step, loss, BACKEND.to_host(f if out_eval is None
-                                                                    else out_eval)))
-                    if bar is not None:
-                        bar.set_postfix(loss=float(np.mean(loss)))
-                if step == steps:
-                    break
-                step += 1
-                if bar is not None:
-                    bar.update(1)
-                if path is not None and step % ck_every == 0 and step != steps:
-                    _save(path, fp, step, params, rec)
-    except KeyboardInterrupt:
-        if path is not None:
-            _save(path, fp, step, params, rec)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    if path is not None:
-        _save(path, fp, step, params, rec)
-    rows = sorted(rec["rows"], key=lambda r: r[0])
-    return TrainResult(params, np.asarray([r[0] for r in rows], dtype=np.int64),
+    run = _run_arguments(net, params, x, y, lr, steps, derivative, record_every, record_steps,
+                         x_eval, kernel_steps, kernel_sides, checkpoint_every)
+    store = None
+    if checkpoint is not None:
+        xe = run.x if run.x_eval is None else run.x_eval
+        store = CheckpointStore(Path(checkpoint), fingerprint(
+            net, run.params, run.x, run.y, run.lr, derivative, sorted(run.record),
+            sorted(run.kernel_steps), tuple(kernel_sides), xe))
+    state = State(0, _copy(run.params), [], {})  # trained in place: the caller's stay intact
+    if store is not None and store.path.exists():
+        state = store.load()
+        if state.step > run.steps:
+            raise ValueError(f"checkpoint {store.path} is at step {state.step} > "
+                             f"steps = {run.steps}")
+    with _progress(progress, run.steps, state.step) as bar:
+        _loop(net.arch, run, state, store, bar)
+    if store is not None:
+        store.save(state)
+    rows = sorted(state.rows, key=lambda r: r[0])
+    return TrainResult(state.params, np.asarray([r[0] for r in rows], dtype=np.int64),
                        np.asarray([r[1] for r in rows]), np.asarray([r[2] for r in rows]),
-                       dict(sorted(rec["kernels"].items())))
+                       dict(sorted(state.kernels.items())))
 
 
 def _copy(params: Params) -> Params:
@@ -348,11 +304,26 @@ def _copy(params: Params) -> Params:
                   tuple(xp.array(b, order="C") for b in params.biases))
 
 
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
 def _progress(enabled: bool, total: int, start: int):
+    """A tqdm bar (closed at the end), or one that shows nothing."""
     if not enabled:
-        return None
+        yield _NoBar()
+        return
     try:
         from tqdm.auto import tqdm
     except ImportError as exc:
         raise ImportError("progress=True needs tqdm: pip install 'gpukern[progress]'") from exc
-    return tqdm(total=total, initial=start, desc="SGL", unit="step")
+    bar = tqdm(total=total, initial=start, desc="SGL", unit="step")
+    try:
+        yield bar
+    finally:
+        bar.close()

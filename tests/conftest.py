@@ -1,10 +1,77 @@
-"""Shared test helpers: statistical tolerances derived from the number of comparisons."""
+"""Shared test helpers: statistical tolerances derived from the number of comparisons,
+the registry's example functions, and the host build of the cuda/ headers."""
 
 from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
+
+from gpukern.functions import ScalarFunction, classes_by_kind
+from gpukern.kernels import ops
+
+CUDA_DIR = Path(__file__).resolve().parents[1] / "cuda"
+HOST_API = Path(__file__).resolve().parent / "host_api.cpp"
+
+
+@pytest.fixture(scope="module", params=ops.available_executors())
+def executor(request):
+    """Each test of a module that uses this (``pytestmark =
+    pytest.mark.usefixtures("executor")``) runs once per executor of this machine: the
+    compiled one of the backend where it is built, and the array path always."""
+    with ops.use_executor(request.param):
+        yield request.param
+
+
+def registry_examples() -> list[ScalarFunction]:
+    """Every registry kind's example functions: what the contract tests run on every path
+    (a new kind is tested without editing a list)."""
+    return [fn for cls in classes_by_kind().values() for fn in cls.examples()]
+
+
+def example_id(fn: ScalarFunction) -> str:
+    return f"{type(fn).__name__}{fn.params()}"
+
+
+_D = ctypes.POINTER(ctypes.c_double)
+_I64 = ctypes.POINTER(ctypes.c_int64)
+
+
+def cptr(a: np.ndarray, kind=ctypes.c_double):
+    return a.ctypes.data_as(ctypes.POINTER(kind))
+
+
+def desc(fn: ScalarFunction) -> np.ndarray:
+    return np.ascontiguousarray(fn.descriptor(), dtype=np.float64)
+
+
+@pytest.fixture(scope="session")
+def host_lib(tmp_path_factory):
+    """tests/host_api.cpp, the cuda/ headers' __host__ __device__ math built for the host
+    (no FMA contraction: it must round like NumPy), loaded with ctypes."""
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no host C++ compiler")
+    out = tmp_path_factory.mktemp("cuda_host") / "libgk_host.so"
+    subprocess.run([cxx, "-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC",
+                    f"-I{CUDA_DIR}", str(HOST_API), "-o", str(out)], check=True)
+    lib = ctypes.CDLL(str(out))
+    lib.gk_value.argtypes = [_D, _D, _D, ctypes.c_int64]
+    lib.gk_gauss_avg.argtypes = [_D, _D, _D, ctypes.c_int64]
+    lib.gk_gauss_avg.restype = ctypes.c_int
+    lib.gk_pair.argtypes = [_D, _D, _D, _D, _D, _D, _D, ctypes.c_int64]
+    lib.gk_pair.restype = ctypes.c_int
+    lib.gk_recursion.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _I64, _I64,
+                                 _D, _D, ctypes.c_int, ctypes.c_double, ctypes.c_double, _D,
+                                 ctypes.c_int, _D, _D]
+    lib.gk_recursion.restype = ctypes.c_int
+    return lib
 
 
 def z_bound(n_comparisons: int, dof: int | None = None, family_alpha: float = 1e-3) -> float:

@@ -24,6 +24,8 @@ from conftest import assert_within_se
 
 import gpukern as gk
 
+pytestmark = pytest.mark.usefixtures("executor")  # every test on every executor
+
 SW, SB = 1.3, 0.2
 
 

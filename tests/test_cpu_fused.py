@@ -1,4 +1,5 @@
-"""The compiled CPU recursion (cuda/cpu_kernels.cpp) against the NumPy array path.
+"""The compiled CPU recursion against the NumPy array path (the two executors of the
+NumPy backend, gpukern.kernels.ops).
 
 Both evaluate the same formulas in float64; they differ only in the elementary functions
 (glibc's libmvec vs NumPy's SIMD atan2/erf/exp, each within a few ulp), so entries agree
@@ -14,8 +15,7 @@ import numpy as np
 import pytest
 
 import gpukern as gk
-from gpukern import analytic
-from gpukern.kernels import cpu_fused
+from gpukern.kernels import cpu_fused, ops
 from gpukern.network import KERNEL_SIDES
 
 pytestmark = pytest.mark.skipif(not cpu_fused.available(),
@@ -38,28 +38,27 @@ def _inputs(n: int, n0: int, seed: int) -> np.ndarray:
     return x
 
 
-def _numpy_path(monkeypatch, net, x1, x2, which):
-    with monkeypatch.context() as m:
-        m.setattr(analytic, "_use_cpu_fused", lambda rec, pairs: False)
+def _numpy_path(net, x1, x2, which):
+    with ops.use_executor("array"):
         return net.kernels(x1, x2, which=which)
 
 
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
 @pytest.mark.parametrize("sur", list(SURROGATES))
 @pytest.mark.parametrize("depth, bias, n0", [(1, 0.0, 3), (3, 0.2, 2), (2, 0.1, 12)])
-def test_agrees_with_numpy_path(monkeypatch, act, sur, depth, bias, n0):
+def test_agrees_with_numpy_path(act, sur, depth, bias, n0):
     net = gk.MLP(depth, ACTIVATIONS[act], SURROGATES[sur], weight_std=1.3, bias_std=bias)
     x1 = _inputs(9, n0, depth)
     x2 = np.concatenate([x1[[1, 4, 2]], np.random.default_rng(7).normal(size=(4, n0))])
     # closed forms only: the rest run on the NumPy path in both calls
     which = ("nngp",) + tuple(name for name, (a, b) in KERNEL_SIDES.items()
                               if cpu_fused.supports(net.activation.function,
-                                                    [(net._side("left", a), net._side("right", b))])
+                                                    [(net.side("left", a), net.side("right", b))])
                               and not (a == b == "true" and net.activation.has_jump))
     for a, b in ((x1, None), (x1, x2)):
         with np.errstate(all="ignore"):
             got = net.kernels(a, b, which=which)
-            ref = _numpy_path(monkeypatch, net, a, b, which)
+            ref = _numpy_path(net, a, b, which)
         for name in which:
             np.testing.assert_array_equal(np.isinf(got[name]), np.isinf(ref[name]), err_msg=name)
             fin = np.isfinite(ref[name])
@@ -77,7 +76,7 @@ def test_tables_are_used_for_quadrature_surrogates():
 
 
 @pytest.mark.parametrize("gap", [1e-3, 1e-9, 1e-13])
-def test_near_coinciding_inputs_off_the_table(monkeypatch, gap):
+def test_near_coinciding_inputs_off_the_table(gap):
     """Averages at s^2 below the table (1e-16 max q) come back NaN from the CPU loop and
     are recomputed on the NumPy path: the result is the NumPy path's, with no NaN."""
     net = gk.MLP(2, gk.activations.sign(), gk.surrogates.fast_sigmoid(5.0), bias_std=0.0)
@@ -86,19 +85,19 @@ def test_near_coinciding_inputs_off_the_table(monkeypatch, gap):
     x[8] = x[4] + gap
     got = net.kernels(x, which=("nngp", "sgntk"))
     with np.errstate(all="ignore"):
-        ref = _numpy_path(monkeypatch, net, x, None, ("nngp", "sgntk"))
+        ref = _numpy_path(net, x, None, ("nngp", "sgntk"))
     for name in ("nngp", "sgntk"):
         assert not np.isnan(got[name]).any()
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-13, atol=1e-15, err_msg=name)
 
 
-def test_sign_ntk_infinite_where_numpy_path_is(monkeypatch):
+def test_sign_ntk_infinite_where_numpy_path_is():
     net = gk.MLP(2, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
     x = _inputs(8, 3, 1)
     with pytest.warns(RuntimeWarning, match="inf"):
         got = net.ntk(x)
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="inf"):
-        ref = _numpy_path(monkeypatch, net, x, None, ("ntk",))["ntk"]
+        ref = _numpy_path(net, x, None, ("ntk",))["ntk"]
     np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
     assert np.isinf(got).any()
 
@@ -225,3 +224,36 @@ def test_hadamard_is_numpys_expression(dtype, shared):
     np.testing.assert_array_equal(cpu_fused.hadamard(None, dd, zz, 0.3, 0.01),
                                   dd * (0.3 * zz + 0.01))
     assert not cpu_fused.can_hadamard(out, dd, zz[..., :-1])  # shapes must line up
+
+
+def _circle(n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    a = np.linspace(0, 2 * np.pi, n_train, endpoint=False) + 0.15
+    return np.stack([np.cos(a), np.sin(a)], axis=1), np.sin(2 * a) + 0.5 * np.cos(a)
+
+
+@pytest.mark.parametrize("act, sur, derivative", [
+    ("sign", gk.surrogates.fast_sigmoid(3.0), "surrogate"),
+    ("erf", gk.surrogates.erf(2.0), "true"),
+    ("relu", gk.surrogates.boxcar(0.5), "surrogate"),
+    ("step", gk.surrogates.atan(2.0), "true"),  # a delta: hidden layers do not move
+])
+@pytest.mark.parametrize("depth, widths", [(1, 7), (3, (9, 4, 6))])
+def test_compiled_step_equals_numpy_step(act, sur, derivative, depth, widths):
+    """The compiled SGL step (cpu_fused.sgl_step) against the per-network NumPy loop:
+    float64 to rounding (GEMM summation orders differ), 10 steps."""
+    activation = {"sign": gk.activations.sign(), "erf": gk.activations.erf(1.5),
+                  "relu": gk.activations.relu(), "step": gk.activations.step()}[act]
+    net = gk.MLP(depth, activation, sur, weight_std=1.2, bias_std=0.3)
+    x, y = _circle(6)
+    p = net.init(2, widths, ensemble=4, seed=2)
+    if not cpu_fused.can_step(net.activation.function, net.side("d", derivative), p.weights,
+                              p.biases, x, y):
+        pytest.skip("no compiled CPU kernels here")
+    got = gk.train(net, p, x, y, lr=0.05, steps=10, derivative=derivative, record_every=1)
+    with ops.use_executor("array"):
+        ref = gk.train(net, p, x, y, lr=0.05, steps=10, derivative=derivative, record_every=1)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-10, atol=1e-12)
+    for a, b in zip(got.params.weights + got.params.biases, ref.params.weights + ref.params.biases):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    if derivative == "true" and act == "step":
+        np.testing.assert_array_equal(got.params.weights[0], p.weights[0])

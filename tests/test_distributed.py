@@ -120,7 +120,7 @@ def test_sweep_persists_completed_results_when_a_task_keeps_failing(client, tmp_
 
 
 def test_sgl_sweep_task_runs(client, tmp_path):
-    from gpukern.distributed import sgl_sweep_task
+    from gpukern.experiments.sweeps import sgl_sweep_task
 
     res = run_sweep(sgl_sweep_task, {"w16": dict(depth=1, width=16, k=1.0, networks=4, steps=3,
                                                  seed=0, n_test=10)}, tmp_path, client=client)

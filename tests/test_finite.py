@@ -7,6 +7,8 @@ import pytest
 
 import gpukern as gk
 
+pytestmark = pytest.mark.usefixtures("executor")  # every test on every executor
+
 SIDES = ("true", "surrogate")
 
 
@@ -148,12 +150,12 @@ def test_blocks_equal_one_block():
     p = net.init(3, (6, 5), ensemble=2, seed=1)
     x, y = _x(11), _x(7, seed=3)
     for left, right in (("true", "true"), ("true", "surrogate")):
-        a, b = net._side("left", left), net._side("right", right)
+        a, b = net.side("left", left), net.side("right", right)
         whole = net.empirical_kernel(p, x, y, left=left, right=right)
-        tiny = empirical_kernel(net._arch, p, x, y, a, b, budget=1)  # one point per block
+        tiny = empirical_kernel(net.arch, p, x, y, a, b, budget=1)  # one point per block
         np.testing.assert_allclose(tiny, whole, rtol=1e-12, atol=1e-13)
         whole_sym = net.empirical_kernel(p, x, left=left, right=right)
-        tiny_sym = empirical_kernel(net._arch, p, x, None, a, b, budget=1500)
+        tiny_sym = empirical_kernel(net.arch, p, x, None, a, b, budget=1500)
         np.testing.assert_allclose(tiny_sym, whole_sym, rtol=1e-12, atol=1e-13)
 
 
@@ -169,7 +171,7 @@ def test_symmetric_tiles_equal_jacobian_product(n, kind, left):
     x = _x(n)
     got = net.empirical_kernel(p, x, left=left, right=left, kind=kind)
     if kind == "nngp":
-        z = finite.forward(net._arch, p, x)[1][-1]
+        z = finite.forward(net.arch, p, x)[1][-1]
         ref = z @ z.swapaxes(-1, -2) / z.shape[-1] + 0.2**2
     else:
         j = net.jacobian(p, x, left)

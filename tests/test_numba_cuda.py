@@ -10,24 +10,21 @@ numba_cuda = pytest.importorskip("numba.cuda")
 if not (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or numba_cuda.is_available()):
     pytest.skip("no CUDA device and NUMBA_ENABLE_CUDASIM is not set", allow_module_level=True)
 
+from conftest import example_id, registry_examples  # noqa: E402
+
 import gpukern as gk  # noqa: E402
 from gpukern.kernels import numba_cuda as nk  # noqa: E402
 
-FUNCS = [gk.activations.erf(3.0).function, gk.activations.erf(3.0).derivative,
-         gk.activations.sign().function, gk.activations.sign().derivative,
-         gk.activations.step().function, gk.activations.relu().function,
-         gk.activations.relu().derivative, gk.activations.linear().derivative,
-         gk.surrogates.erf(2.0), gk.surrogates.sigmoid(3.0), gk.surrogates.fast_sigmoid(5.0),
-         gk.surrogates.atan(2.0), gk.surrogates.boxcar(0.5), gk.surrogates.triangle(0.7, scale=0.5)]
+FUNCS = registry_examples()  # every registry kind (tests/test_contract.py)
 
 
-@pytest.mark.parametrize("fn", FUNCS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fn", FUNCS, ids=example_id)
 def test_scaled_derivative(fn):
     rng = np.random.default_rng(0)
     h = np.concatenate([rng.normal(size=37), [0.0, 0.5, -0.5, 0.7]])
     pre = rng.normal(size=h.size)
     out = np.empty_like(h)
-    nk.scaled_derivative(pre, h, out, 0.8, fn.cuda_descriptor())
+    nk.scaled_derivative(pre, h, out, 0.8, fn.descriptor())
     np.testing.assert_allclose(out, pre * 0.8 * fn(h), rtol=1e-13, atol=1e-300)
 
 
@@ -50,9 +47,9 @@ def test_empirical_kernel_from_numba_pieces_equals_numpy():
     net = gk.MLP(2, gk.activations.sign(), gk.surrogates.fast_sigmoid(3.0), bias_std=0.2)
     p = net.init(3, (6, 5), ensemble=2, seed=0)
     x = np.random.default_rng(2).normal(size=(4, 3))
-    hs, zs = forward(net._arch, p, x)
-    da = backward(net._arch, p, hs, net.activation.derivative)
-    db = backward(net._arch, p, hs, net.surrogate)
+    hs, zs = forward(net.arch, p, x)
+    da = backward(net.arch, p, hs, net.activation.derivative)
+    db = backward(net.arch, p, hs, net.surrogate)
     k = np.zeros((2, 4, 4))
     for z, d1, d2 in zip(zs, da, db):
         zz = np.broadcast_to(z @ z.swapaxes(-1, -2), k.shape).copy()
@@ -68,13 +65,13 @@ def test_backprop_step_from_numba_equals_numpy():
     from gpukern.finite import backward, forward
 
     x = np.random.default_rng(3).normal(size=(4, 3))
-    hs, _ = forward(net._arch, p, x)
-    deltas = backward(net._arch, p, hs, net.surrogate)
+    hs, _ = forward(net.arch, p, x)
+    deltas = backward(net.arch, p, hs, net.surrogate)
     w = p.weights[2]
     pre = np.ascontiguousarray(deltas[2] @ w)
     out = np.empty_like(pre)
     nk.scaled_derivative(pre.reshape(-1), np.ascontiguousarray(hs[1]).reshape(-1),
-                         out.reshape(-1), 1.0 / np.sqrt(w.shape[2]), net.surrogate.cuda_descriptor())
+                         out.reshape(-1), 1.0 / np.sqrt(w.shape[2]), net.surrogate.descriptor())
     np.testing.assert_allclose(out, deltas[1], rtol=1e-13)
 
 

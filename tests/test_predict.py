@@ -9,6 +9,8 @@ from scipy.integrate import solve_ivp
 import gpukern as gk
 from gpukern.prediction import linear_dynamics
 
+pytestmark = pytest.mark.usefixtures("executor")  # every test on every executor
+
 
 def _random_problem(seed=0, m=4, n=5):
     """Random asymmetric I (eigenvalues with positive real part: SPD + skew), random SPD Sigma."""

@@ -1,11 +1,14 @@
 """Hypothesis property tests: symmetries, PSD, finiteness of the SG-NTK, limits."""
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import gpukern as gk
+
+pytestmark = pytest.mark.usefixtures("executor")  # every test on every executor
 
 ACTS = [gk.activations.erf(0.7), gk.activations.erf(4.0), gk.activations.sign(),
         gk.activations.step(), gk.activations.relu(), gk.activations.linear()]

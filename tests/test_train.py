@@ -10,6 +10,8 @@ from scipy import stats
 
 import gpukern as gk
 
+pytestmark = pytest.mark.usefixtures("executor")  # every test on every executor
+
 
 def _task(n_train=6, n_test=10):
     a = np.linspace(0, 2 * np.pi, n_train, endpoint=False) + 0.15
@@ -182,33 +184,3 @@ def test_bad_training_input():
         gk.train(net, p, x, y, lr=0.1, steps=3, record_steps=[9])
     with pytest.raises(ValueError, match="derivative must be one of"):
         gk.train(net, p, x, y, lr=0.1, steps=3, derivative="fake")
-
-
-@pytest.mark.parametrize("act, sur, derivative", [
-    ("sign", gk.surrogates.fast_sigmoid(3.0), "surrogate"),
-    ("erf", gk.surrogates.erf(2.0), "true"),
-    ("relu", gk.surrogates.boxcar(0.5), "surrogate"),
-    ("step", gk.surrogates.atan(2.0), "true"),  # a delta: hidden layers do not move
-])
-@pytest.mark.parametrize("depth, widths", [(1, 7), (3, (9, 4, 6))])
-def test_compiled_step_equals_numpy_step(monkeypatch, act, sur, derivative, depth, widths):
-    """The compiled SGL step (cpu_fused.sgl_step) against the per-network NumPy loop:
-    float64 to rounding (GEMM summation orders differ), 10 steps."""
-    from gpukern.kernels import cpu_fused
-
-    activation = {"sign": gk.activations.sign(), "erf": gk.activations.erf(1.5),
-                  "relu": gk.activations.relu(), "step": gk.activations.step()}[act]
-    net = gk.MLP(depth, activation, sur, weight_std=1.2, bias_std=0.3)
-    x, y, _ = _task(6, 3)
-    p = net.init(2, widths, ensemble=4, seed=2)
-    if not cpu_fused.can_step(net.activation.function, net._side("d", derivative), p.weights,
-                              p.biases, x, y):
-        pytest.skip("no compiled CPU kernels here")
-    got = gk.train(net, p, x, y, lr=0.05, steps=10, derivative=derivative, record_every=1)
-    monkeypatch.setattr(cpu_fused, "can_step", lambda *a: False)
-    ref = gk.train(net, p, x, y, lr=0.05, steps=10, derivative=derivative, record_every=1)
-    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-10, atol=1e-12)
-    for a, b in zip(got.params.weights + got.params.biases, ref.params.weights + ref.params.biases):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    if derivative == "true" and act == "step":
-        np.testing.assert_array_equal(got.params.weights[0], p.weights[0])

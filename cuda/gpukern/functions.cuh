@@ -1,35 +1,19 @@
-// The scalar functions of gpukern/functions.py as one tagged descriptor, so that a kernel
-// receives any activation, derivative or surrogate as four numbers:
-//   {kind, a, b, c}; the meaning of a, b, c per kind is written next to each enumerator
-// and produced by ScalarFunction.cuda_descriptor() on the Python side.
+// Each function kind's formulas, written once for host and device: its value (value_k)
+// and its Gaussian average E[g(v)], v ~ N(0, s2) (gauss_avg_k, where closed). A kernel
+// receives any activation, derivative or surrogate as a descriptor of four numbers
+// {kind, a, b, c} (ScalarFunction.descriptor() in gpukern/functions.py and
+// gpukern/surrogates.py); the kinds and their capabilities are gpukern/registry.py's,
+// generated into registry.cuh.
 #pragma once
 
-#include "common.cuh"
+#include "registry.cuh"
 
 namespace gk {
-
-enum Kind : int {
-  kErfStep = 0,      // offset c + amp b * erf(v / sqrt(a)); a = t = 1/m^2, a = 0: sign
-  kGaussBump = 1,    // weight b / sqrt(pi a) exp(-v^2 / a); a = 0: b * delta(v)
-  kHeaviside = 2,    // scale b * H(v), H(0) = 1/2
-  kReLU = 3,         // max(v, 0)
-  kIdentity = 4,     // v
-  kConstant = 5,     // b
-  kSigmoid = 6,      // scale b * (a/2) sech^2(a v / 2)
-  kFastSigmoid = 7,  // scale b * a / (1 + a |v|)^2
-  kAtan = 8,         // scale b * a / (1 + (pi a v / 2)^2)
-  kBoxcar = 9,       // scale b / a on |v| < a
-  kTriangle = 10,    // scale b * (2/a) max(0, 1 - |v|/a)
-  kTable = 11,       // any g, known by its Gaussian average only: a table of G(s) =
-                     // E_{N(0, s^2)}[g] (gaussian.py table_avg) at `coef`: a = first
-                     // panel, b = panels, c = g(0). Built by the CPU path, never by
-                     // ScalarFunction.cuda_descriptor().
-};
 
 struct Fn {
   int kind;
   double a, b, c;
-  const double* coef;  // kTable: 21 Chebyshev coefficients per panel, else null
+  const double* coef;  // kTable: kTableCheb Chebyshev coefficients per panel, else null
 };
 
 GK_HD Fn make_fn(const double* d) {
@@ -51,18 +35,11 @@ constexpr int kNoKind = -1;  // a kind index outside the enum (dispatch's defaul
 template <typename Op>
 GK_HD auto dispatch_kind(int k, Op& op) {
   switch (k) {
-    case kErfStep: return op.template run<kErfStep>();
-    case kGaussBump: return op.template run<kGaussBump>();
-    case kHeaviside: return op.template run<kHeaviside>();
-    case kReLU: return op.template run<kReLU>();
-    case kIdentity: return op.template run<kIdentity>();
-    case kConstant: return op.template run<kConstant>();
-    case kSigmoid: return op.template run<kSigmoid>();
-    case kFastSigmoid: return op.template run<kFastSigmoid>();
-    case kAtan: return op.template run<kAtan>();
-    case kBoxcar: return op.template run<kBoxcar>();
-    case kTriangle: return op.template run<kTriangle>();
-    case kTable: return op.template run<kTable>();
+#define GK_CASE(K) \
+  case K:          \
+    return op.template run<K>();
+    GK_FOR_EACH_KIND(GK_CASE)
+#undef GK_CASE
   }
   return op.template run<kNoKind>();
 }
@@ -104,6 +81,73 @@ GK_HD T value_k(const Fn f, T v) {
   }
 }
 
+// G(s) from the table: panel k = floor(u / kTablePanel), u = log(s2) / 2, x in [-1, 1] its
+// local coordinate, Clenshaw's recurrence (the order of gaussian.py table_avg). NaN
+// where the panel is not in the table (the caller computes such entries otherwise).
+template <typename T>
+GK_HD T table_avg(const double* coef, T first, T panels, T g0, T s2) {
+  // selects of doubles only (no branch, no boolean logic), so that loops vectorise
+  const T pos = (T(0.5) * log(s2 > T(0) ? s2 : T(1))) / T(kTablePanel);
+  const T k = floor(pos);
+  const T row = k - first;
+  const T last = panels - T(1);
+  const T clamped = row < T(0) ? T(0) : (row > last ? last : row);  // a valid panel always
+  const int base = static_cast<int>(clamped) * kTableCheb;
+  T x = T(2) * (pos - k) - T(1);
+  x = x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
+  T b1 = T(0), b2 = T(0);
+#if defined(__CUDACC__)
+#pragma unroll
+#else
+#pragma GCC unroll 32  // fully unrolled: no inner loop, so the loop over entries vectorises
+#endif
+  for (int j = kTableCheb - 1; j > 0; --j) {
+    const T t = T(2) * x * b1 - b2 + T(coef[base + j]);
+    b2 = b1;
+    b1 = t;
+  }
+  const T v = x * b1 - b2 + T(coef[base]);
+  const T off_table = row == clamped ? T(0) : T(NAN);  // v + 0 = v; v + NaN = NaN
+  return s2 > T(0) ? v + off_table : g0;
+}
+
+template <int K, typename T>
+GK_HD T gauss_avg_k(const Fn g, T s2) {
+  const T a = T(g.a), b = T(g.b), c = T(g.c);
+  if constexpr (K == kErfStep) {
+    return c;
+  } else if constexpr (K == kGaussBump) {  // weight / sqrt(pi (t + 2 s2)); +inf: delta, s2 = 0
+    return b / sqrt(T(kPi) * (a + T(2) * s2));
+  } else if constexpr (K == kHeaviside) {
+    return T(0.5) * b;
+  } else if constexpr (K == kReLU) {
+    return sqrt(s2) * T(kInvSqrt2Pi);
+  } else if constexpr (K == kIdentity) {
+    return T(0);
+  } else if constexpr (K == kConstant) {
+    return b;
+  } else if constexpr (K == kAtan) {  // sqrt(pi) z erfcx(z), z = 1 / (sqrt 2 (pi alpha / 2) s)
+    const T s = sqrt(s2);
+    if (!(s > T(0))) return b * a;
+    const T z = T(1) / (T(kSqrt2) * (T(kPi) * a / T(2)) * s);
+    return (b * a) * (T(kSqrtPi) * z * erfcx_pos(z));
+  } else if constexpr (K == kBoxcar) {  // (2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w
+    const T s = sqrt(s2);
+    if (!(s > T(0))) return b * (T(1) / a);
+    return b * (erf(a / (T(kSqrt2) * s)) / a);
+  } else if constexpr (K == kTable) {
+    return table_avg(g.coef, a, b, c, s2);
+  } else if constexpr (K == kTriangle) {  // (4/w)[erf(z/sqrt 2)/2 + (s/w) phi(0) expm1(-z^2/2)]
+    const T s = sqrt(s2);
+    if (!(s > T(0))) return b * (T(2) / a);
+    const T z = a / s;
+    return b * ((T(4) / a) * (T(0.5) * erf(z * (T(1) / T(kSqrt2))) +
+                              (s / a) * T(kInvSqrt2Pi) * expm1(T(-0.5) * z * z)));
+  } else {
+    return T(0);  // no closed form (has_avg<K>() is false)
+  }
+}
+
 template <typename T>
 struct ValueOp {
   const Fn& f;
@@ -117,6 +161,24 @@ template <typename T>
 GK_HD T value(const Fn& f, T v) {
   ValueOp<T> op{f, v};
   return dispatch_kind(f.kind, op);
+}
+
+template <typename T>
+struct AvgOp {
+  const Fn& g;
+  T s2;
+  bool& ok;
+  template <int K>
+  GK_HD T run() {
+    ok = has_avg<K>();
+    return gauss_avg_k<K, T>(g, s2);
+  }
+};
+
+template <typename T>
+GK_HD T gauss_avg(const Fn& g, T s2, bool& ok) {
+  AvgOp<T> op{g, s2, ok};
+  return dispatch_kind(g.kind, op);
 }
 
 }  // namespace gk

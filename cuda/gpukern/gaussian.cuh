@@ -1,25 +1,17 @@
-// Closed-form Gaussian expectations (gpukern/gaussian.py, gpukern/functions.py):
-//   gauss_avg(g, s2)           E[g(v)], v ~ N(0, s2)
+// Closed-form pair expectations (gpukern/gaussian.py):
 //   pair(f, g, q, qp, c, det)  E[f(u) g(v)], (u, v) ~ N(0, [[q, c], [c, qp]])
-// Each formula is written once, for kinds known at compile time (gauss_avg_k<K>,
-// pair_k<F, G>), so that a loop over entries of one pair has no branch on the kind and
-// vectorises (the CPU path, cuda/cpu_kernels.cpp); gauss_avg and pair dispatch on the
-// runtime kinds and return false through `ok` where no closed form exists (quadrature
-// pairs run on the array path instead). The operation order follows the NumPy code, so
+// through the Gaussian tilt (a bump or delta side: the other side's gauss_avg_k of
+// functions.cuh), a constant side, or a closed self pair. Each formula is written once,
+// for kinds known at compile time (pair_k<F, G>), so that a loop over entries of one pair
+// has no branch on the kind and vectorises (the CPU path); pair dispatches on the runtime
+// kinds and returns false through `ok` where no closed form exists (quadrature pairs run
+// on the array path instead). The operation order follows the NumPy code, so
 // that host builds with -ffp-contract=off agree with it to rounding.
 #pragma once
 
 #include "functions.cuh"
 
 namespace gk {
-
-// Kinds whose Gaussian average has a closed form.
-template <int K>
-GK_HD constexpr bool has_avg() {
-  return K == kErfStep || K == kGaussBump || K == kHeaviside || K == kReLU ||
-         K == kIdentity || K == kConstant || K == kAtan || K == kBoxcar || K == kTriangle ||
-         K == kTable;
-}
 
 // Kind pairs (f, g) whose E[f(u) g(v)] has a closed form (the order of pair_k's cases).
 template <int F, int G>
@@ -28,77 +20,7 @@ GK_HD constexpr bool has_pair() {
   if (G == kGaussBump) return has_avg<F>();
   if (F == kConstant) return has_avg<G>();
   if (G == kConstant) return has_avg<F>();
-  return F == G && (F == kErfStep || F == kHeaviside || F == kReLU || F == kIdentity);
-}
-
-constexpr double kTablePanel = 0.25;  // panel width in u = log s (gaussian.py _PANEL)
-constexpr int kTableCheb = 21;        // Chebyshev coefficients per panel (gaussian.py _CHEB)
-
-// G(s) from the table: panel k = floor(u / 0.25), u = log(s2) / 2, x in [-1, 1] its
-// local coordinate, Clenshaw's recurrence (the order of gaussian.py table_avg). NaN
-// where the panel is not in the table (the caller computes such entries otherwise).
-template <typename T>
-GK_HD T table_avg(const double* coef, T first, T panels, T g0, T s2) {
-  // selects of doubles only (no branch, no boolean logic), so that loops vectorise
-  const T pos = (T(0.5) * log(s2 > T(0) ? s2 : T(1))) / T(kTablePanel);
-  const T k = floor(pos);
-  const T row = k - first;
-  const T last = panels - T(1);
-  const T clamped = row < T(0) ? T(0) : (row > last ? last : row);  // a valid panel always
-  const int base = static_cast<int>(clamped) * kTableCheb;
-  T x = T(2) * (pos - k) - T(1);
-  x = x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
-  T b1 = T(0), b2 = T(0);
-#if defined(__CUDACC__)
-#pragma unroll
-#else
-#pragma GCC unroll 32  // fully unrolled: no inner loop, so the loop over entries vectorises
-#endif
-  for (int j = kTableCheb - 1; j > 0; --j) {
-    const T t = T(2) * x * b1 - b2 + T(coef[base + j]);
-    b2 = b1;
-    b1 = t;
-  }
-  const T v = x * b1 - b2 + T(coef[base]);
-  const T off_table = row == clamped ? T(0) : T(NAN);  // v + 0 = v; v + NaN = NaN
-  return s2 > T(0) ? v + off_table : g0;
-}
-
-template <int K, typename T>
-GK_HD T gauss_avg_k(const Fn g, T s2) {
-  const T a = T(g.a), b = T(g.b), c = T(g.c);
-  if constexpr (K == kErfStep) {
-    return c;
-  } else if constexpr (K == kGaussBump) {  // weight / sqrt(pi (t + 2 s2)); +inf: delta, s2 = 0
-    return b / sqrt(T(kPi) * (a + T(2) * s2));
-  } else if constexpr (K == kHeaviside) {
-    return T(0.5) * b;
-  } else if constexpr (K == kReLU) {
-    return sqrt(s2) * T(kInvSqrt2Pi);
-  } else if constexpr (K == kIdentity) {
-    return T(0);
-  } else if constexpr (K == kConstant) {
-    return b;
-  } else if constexpr (K == kAtan) {  // sqrt(pi) z erfcx(z), z = 1 / (sqrt 2 (pi alpha / 2) s)
-    const T s = sqrt(s2);
-    if (!(s > T(0))) return b * a;
-    const T z = T(1) / (T(kSqrt2) * (T(kPi) * a / T(2)) * s);
-    return (b * a) * (T(kSqrtPi) * z * erfcx_pos(z));
-  } else if constexpr (K == kBoxcar) {  // (2 Phi(w/s) - 1) / w = erf(w / (sqrt 2 s)) / w
-    const T s = sqrt(s2);
-    if (!(s > T(0))) return b * (T(1) / a);
-    return b * (erf(a / (T(kSqrt2) * s)) / a);
-  } else if constexpr (K == kTable) {
-    return table_avg(g.coef, a, b, c, s2);
-  } else if constexpr (K == kTriangle) {  // (4/w)[erf(z/sqrt 2)/2 + (s/w) phi(0) expm1(-z^2/2)]
-    const T s = sqrt(s2);
-    if (!(s > T(0))) return b * (T(2) / a);
-    const T z = a / s;
-    return b * ((T(4) / a) * (T(0.5) * erf(z * (T(1) / T(kSqrt2))) +
-                              (s / a) * T(kInvSqrt2Pi) * expm1(T(-0.5) * z * z)));
-  } else {
-    return T(0);  // no closed form (has_avg<K>() is false)
-  }
+  return F == G && has_self_pair<F>();
 }
 
 // E[bump(u) g(v)] = pref * E_{N(0, s2)}[g], pref = weight / sqrt(pi (t + 2q)),
@@ -185,24 +107,6 @@ template <typename Op>
 GK_HD auto dispatch_pair(int kf, int kg, Op& op) {
   SecondKind<Op> second{op, kf};
   return dispatch_kind(kg, second);
-}
-
-template <typename T>
-struct AvgOp {
-  const Fn& g;
-  T s2;
-  bool& ok;
-  template <int K>
-  GK_HD T run() {
-    ok = has_avg<K>();
-    return gauss_avg_k<K, T>(g, s2);
-  }
-};
-
-template <typename T>
-GK_HD T gauss_avg(const Fn& g, T s2, bool& ok) {
-  AvgOp<T> op{g, s2, ok};
-  return dispatch_kind(g.kind, op);
 }
 
 template <typename T>

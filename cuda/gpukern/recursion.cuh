@@ -10,9 +10,6 @@
 
 namespace gk {
 
-constexpr int kMaxPairs = 4;
-constexpr int kExactDetMaxFeatures = 8;
-
 template <typename T>
 GK_HD T mul0(T d, T k) {
   return (k == T(0) || d == T(0)) ? T(0) : d * k;

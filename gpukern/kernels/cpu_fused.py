@@ -29,7 +29,8 @@ import numpy as np
 
 from ..functions import Constant, GaussianBump, ScalarFunction
 from ..gaussian import DEFAULT_ORDER, has_closed_pair, table_panels
-from .cupy_fused import MAX_PAIRS, cuda_dir
+from ..registry import MAX_PAIRS, TABLE_PANEL, Kind, closed_avg
+from .cupy_fused import cuda_dir
 
 Array = Any
 
@@ -40,7 +41,6 @@ _BASE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-mprefer-vector-width=512"
                "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC")
 _PORTABLE_FLAGS = tuple(f for f in _BASE_FLAGS if f not in ("-march=native",
                                                              "-mprefer-vector-width=512"))
-K_TABLE = 11  # cuda/gpukern/functions.cuh
 TABLE_DECADES = 16
 """Tables span s^2 from max(q) down to 1e-16 max(q); entries below (near-coinciding inputs)
 come back NaN and are recomputed on the NumPy path."""
@@ -158,7 +158,7 @@ def _plain(*arrays) -> bool:
 def can_map(fn: ScalarFunction, *arrays: np.ndarray) -> bool:
     """True when :func:`map_values` takes these: a function with a descriptor, and
     plain arrays (:func:`_plain`)."""
-    return fn.cuda_descriptor() is not None and _plain(*arrays)
+    return fn.descriptor() is not None and _plain(*arrays)
 
 
 def map_values(fn: ScalarFunction, h: np.ndarray, pre: np.ndarray | None = None,
@@ -168,7 +168,7 @@ def map_values(fn: ScalarFunction, h: np.ndarray, pre: np.ndarray | None = None,
     lib = library()
     out = np.empty_like(h)
     kind, fn_c = (_F, lib.gk_cpu_map_f32) if h.dtype == np.float32 else (_D, lib.gk_cpu_map_f64)
-    desc = np.asarray(fn.cuda_descriptor(), dtype=np.float64)
+    desc = np.asarray(fn.descriptor(), dtype=np.float64)
     ok = fn_c(_ptr(desc, _D), h.size, _ptr(h, kind), None if pre is None else _ptr(pre, kind),
               scale, _ptr(out, kind))
     if not ok:
@@ -193,7 +193,7 @@ def _blas_gemm(name: str) -> int:
 def can_step(sigma: ScalarFunction, derivative: ScalarFunction, weights, biases, x, y) -> bool:
     """True when :func:`sgl_step` takes this ensemble (value kinds for sigma and the
     derivative; plain arrays, :func:`_plain`)."""
-    return (sigma.cuda_descriptor() is not None and derivative.cuda_descriptor() is not None
+    return (sigma.descriptor() is not None and derivative.descriptor() is not None
             and _plain(*weights, *biases, x, y))
 
 
@@ -212,8 +212,8 @@ def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: floa
     f = np.empty((e, n), dtype=dt)
     kind, fn, gemm = ((_F, lib.gk_cpu_sgl_step_f32, "sgemm") if dt == np.float32
                       else (_D, lib.gk_cpu_sgl_step_f64, "dgemm"))
-    sig = np.asarray(sigma.cuda_descriptor(), dtype=np.float64)
-    der = np.asarray(derivative.cuda_descriptor(), dtype=np.float64)
+    sig = np.asarray(sigma.descriptor(), dtype=np.float64)
+    der = np.asarray(derivative.descriptor(), dtype=np.float64)
     ok = fn(e, n, len(weights) - 1, sizes.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
             ws.ctypes.data, bs.ctypes.data, _ptr(x, kind), _ptr(y, kind), lr, weight_std,
             bias_std, _ptr(sig, _D), _ptr(der, _D), _blas_gemm(gemm), _ptr(f, kind))
@@ -248,19 +248,18 @@ def hadamard(out: np.ndarray | None, dd: np.ndarray, zz: np.ndarray, c: float,
 def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:
     """f needs a table of its Gaussian average: no closed form, averaged against a
     Gaussian bump (the tilt) or a constant."""
-    probe = np.ones(1)
-    return isinstance(partner, GaussianBump | Constant) and f.gauss_avg(probe) is None
+    return isinstance(partner, GaussianBump | Constant) and not closed_avg(f.kind)
 
 
 def supports(sigma: ScalarFunction, pairs) -> bool:
     """True when the CPU loop computes these kernels: closed forms (as on the GPU), and
     a quadrature function facing a bump or constant, through a table of its average."""
     if (len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma)
-            or sigma.cuda_descriptor() is None):
+            or sigma.descriptor() is None):
         return False
     for a, b in pairs:
         if has_closed_pair(a, b):
-            if a.cuda_descriptor() is None or b.cuda_descriptor() is None:
+            if a.descriptor() is None or b.descriptor() is None:
                 return False
         elif not (_tabled(a, b) or _tabled(b, a)):
             return False
@@ -269,23 +268,23 @@ def supports(sigma: ScalarFunction, pairs) -> bool:
 
 def _plan(sigma, pairs, q_max: float, order: int):
     """Descriptors (4 per slot), the tables buffer and each slot's offset in it."""
-    rows: list = [sigma.cuda_descriptor()]
+    rows: list = [sigma.descriptor()]
     tables: list[np.ndarray] = []
     offsets = [0]
     used = 0
-    kmax = int(np.floor(0.5 * np.log(max(q_max, 1e-300)) / 0.25))
-    kmin = kmax - int(np.ceil(0.5 * TABLE_DECADES * np.log(10.0) / 0.25))
+    kmax = int(np.floor(0.5 * np.log(max(q_max, 1e-300)) / TABLE_PANEL))
+    kmin = kmax - int(np.ceil(0.5 * TABLE_DECADES * np.log(10.0) / TABLE_PANEL))
     for a, b in pairs:
         for f, partner in ((a, b), (b, a)):
             if not has_closed_pair(a, b) and _tabled(f, partner):
                 coef = table_panels(f, kmin, kmax, order)
                 g0 = float(np.asarray(f(np.zeros(1)))[0])
-                rows.append((K_TABLE, float(kmin), float(coef.shape[0]), g0))
+                rows.append((float(Kind.TABLE), float(kmin), float(coef.shape[0]), g0))
                 offsets.append(used)
                 tables.append(coef.reshape(-1))
                 used += coef.size
             else:
-                rows.append(f.cuda_descriptor())
+                rows.append(f.descriptor())
                 offsets.append(0)
     buf = np.concatenate(tables) if tables else np.zeros(1)
     return (np.asarray(rows, dtype=np.float64).reshape(-1), buf,

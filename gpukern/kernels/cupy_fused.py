@@ -20,9 +20,9 @@ import numpy as np
 
 from ..functions import ScalarFunction
 from ..gaussian import has_closed_pair
+from ..registry import MAX_PAIRS
 
 Array = Any
-MAX_PAIRS = 4
 THREADS = 256
 
 
@@ -36,15 +36,16 @@ def cuda_dir() -> Path:
 
 
 def supports(sigma: ScalarFunction, pairs: list[tuple[ScalarFunction, ScalarFunction]]) -> bool:
-    """True when the fused kernel can compute these kernels (all closed forms, <= 4 pairs)."""
+    """True when the fused kernel can compute these kernels (all closed forms, at most
+    MAX_PAIRS pairs)."""
     fns = [sigma] + [f for p in pairs for f in p]
-    return (len(pairs) <= MAX_PAIRS and all(f.cuda_descriptor() is not None for f in fns)
+    return (len(pairs) <= MAX_PAIRS and all(f.descriptor() is not None for f in fns)
             and has_closed_pair(sigma, sigma) and all(has_closed_pair(a, b) for a, b in pairs))
 
 
 def descriptors(sigma: ScalarFunction, pairs) -> np.ndarray:
-    """sigma, then (left, right) per pair, 4 doubles each (cuda/gpukern/functions.cuh)."""
-    rows = [sigma.cuda_descriptor()] + [f.cuda_descriptor() for p in pairs for f in p]
+    """sigma, then (left, right) per pair: each function's descriptor, 4 doubles."""
+    rows = [sigma.descriptor()] + [f.descriptor() for p in pairs for f in p]
     return np.asarray(rows, dtype=np.float64).reshape(-1)
 
 

@@ -10,74 +10,55 @@ how CI tests them. Each kernel is a flat 1-D grid with an explicit bounds check.
   zz may be shared by the ensemble)
 * ``axpy``:               w += alpha * g             (the SGL parameter update)
 
-``d`` is a function descriptor (cuda/gpukern/functions.cuh): (kind, a, b, c).
+``d`` is a function descriptor (kind, a, b, c) (:mod:`gpukern.registry`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from numba import cuda
 
+from ..functions import classes_by_kind
+
 THREADS = 256
 
 
-@cuda.jit(device=True)
-def _sign(v):
-    return 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
+@functools.cache
+def _kernels() -> dict:
+    """The kernels, built once: ``value(kind, a, b, c, v)`` dispatches on the kind to each
+    registry class's ``scalar`` formula (compiled as a device function), so a new kind
+    needs no edit here."""
+    ns: dict = {"cuda": cuda, "math": math}
+    cases = []
+    for kind, cls in classes_by_kind().items():
+        ns[f"value_{int(kind)}"] = cuda.jit(device=True)(cls.scalar)
+        cases.append(f"    if kind == {int(kind)}:\n        return value_{int(kind)}(v, a, b, c)")
+    source = "\n".join(["def value(kind, a, b, c, v):", *cases, "    return math.nan"])
+    exec(source, ns)  # noqa: S102  (source built above from the registry's kind numbers)
+    value = cuda.jit(device=True)(ns["value"])
 
+    @cuda.jit
+    def scaled_derivative(pre, h, out, scale, kind, a, b, c):
+        i = cuda.grid(1)
+        if i < out.size:
+            out[i] = pre[i] * scale * value(kind, a, b, c, h[i])
 
-@cuda.jit(device=True)
-def value(kind, a, b, c, v):
-    """The scalar function of descriptor (kind, a, b, c) at v (functions.cuh, same cases)."""
-    if kind == 0:  # offset + amp erf(v / sqrt t); t = 0: sign
-        return c + b * (_sign(v) if a == 0.0 else math.erf(v / math.sqrt(a)))
-    if kind == 1:  # weight / sqrt(pi t) exp(-v^2 / t); a delta is 0 almost everywhere
-        return 0.0 if a == 0.0 else (b / math.sqrt(math.pi * a)) * math.exp(-v * v / a)
-    if kind == 2:
-        return b * 0.5 * (1.0 + _sign(v))
-    if kind == 3:
-        return v if v > 0.0 else 0.0
-    if kind == 4:
-        return v
-    if kind == 5:
-        return b
-    if kind == 6:
-        e = math.exp(-a * abs(v))
-        return (b * 2.0 * a) * e / ((1.0 + e) * (1.0 + e))
-    if kind == 7:
-        d = 1.0 + a * abs(v)
-        return (b * a) / (d * d)
-    if kind == 8:
-        x = math.pi * a / 2.0 * v
-        return (b * a) / (1.0 + x * x)
-    if kind == 9:
-        return b / a if abs(v) < a else 0.0
-    if kind == 10:
-        r = 1.0 - abs(v) / a
-        return (b * 2.0 / a) * (r if r > 0.0 else 0.0)
-    return math.nan
+    @cuda.jit
+    def hadamard_accumulate(k, dd, zz, c, b):
+        i = cuda.grid(1)
+        if i < k.size:
+            k[i] += dd[i] * (c * zz[i % zz.size] + b)
 
+    @cuda.jit
+    def axpy(w, g, alpha):
+        i = cuda.grid(1)
+        if i < w.size:
+            w[i] += alpha * g[i]
 
-@cuda.jit
-def _scaled_derivative(pre, h, out, scale, kind, a, b, c):
-    i = cuda.grid(1)
-    if i < out.size:
-        out[i] = pre[i] * scale * value(kind, a, b, c, h[i])
-
-
-@cuda.jit
-def _hadamard_accumulate(k, dd, zz, c, b):
-    i = cuda.grid(1)
-    if i < k.size:
-        k[i] += dd[i] * (c * zz[i % zz.size] + b)
-
-
-@cuda.jit
-def _axpy(w, g, alpha):
-    i = cuda.grid(1)
-    if i < w.size:
-        w[i] += alpha * g[i]
+    return {"scaled_derivative": scaled_derivative, "hadamard_accumulate": hadamard_accumulate,
+            "axpy": axpy}
 
 
 def _blocks(n: int) -> int:
@@ -87,16 +68,16 @@ def _blocks(n: int) -> int:
 def scaled_derivative(pre, h, out, scale: float, descriptor) -> None:
     """out = pre * scale * d(h), elementwise over flat contiguous arrays."""
     kind, a, b, c = descriptor
-    _scaled_derivative[_blocks(out.size), THREADS](pre, h, out, float(scale), int(kind),
-                                                   float(a), float(b), float(c))
+    _kernels()["scaled_derivative"][_blocks(out.size), THREADS](
+        pre, h, out, float(scale), int(kind), float(a), float(b), float(c))
 
 
 def hadamard_accumulate(k, dd, zz, c: float, b: float) -> None:
     """k += dd * (c * zz + b), elementwise over flat contiguous arrays; zz may be shorter
     (shared by all networks: its size divides k's) and is then repeated."""
-    _hadamard_accumulate[_blocks(k.size), THREADS](k, dd, zz, float(c), float(b))
+    _kernels()["hadamard_accumulate"][_blocks(k.size), THREADS](k, dd, zz, float(c), float(b))
 
 
 def axpy(w, g, alpha: float) -> None:
     """w += alpha * g, elementwise over flat contiguous arrays."""
-    _axpy[_blocks(w.size), THREADS](w, g, float(alpha))
+    _kernels()["axpy"][_blocks(w.size), THREADS](w, g, float(alpha))

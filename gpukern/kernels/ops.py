@@ -1,23 +1,87 @@
-"""Elementwise hot-path operations, each in one place for both backends.
+"""The one place that picks an implementation for the backend chosen at import.
 
-On the CuPy backend they run as Numba CUDA kernels (:mod:`.numba_cuda`, on the CuPy
-arrays through ``__cuda_array_interface__``); on NumPy in the compiled CPU kernels
-(:mod:`.cpu_fused`) where they are built, else as array expressions. GEMMs are
-not here: they stay ``@`` (BLAS / cuBLAS).
+Executors: ``compiled`` (the compiled CPU kernels, :mod:`.cpu_fused`, NumPy backend),
+``cupy`` (the fused CUDA kernel, :mod:`.cupy_fused`, and the Numba CUDA kernels,
+:mod:`.numba_cuda`, CuPy backend) and ``array`` (array expressions of NumPy or CuPy,
+always there). Each operation below runs on the first executor that takes it;
+:func:`use_executor` ("array") turns the compiled ones off within a block, which is how
+the tests run every path on one machine. GEMMs are not here: they stay ``@`` (BLAS /
+cuBLAS), except the SGL update on the host (:func:`gemm_update`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from .._backend import BACKEND
 from ..functions import ScalarFunction
 
 Array = Any
 
+_ARRAY_ONLY = [False]
+
+
+def available_executors() -> tuple[str, ...]:
+    """The executors of this machine and backend, the preferred first ("array" always)."""
+    if BACKEND.name == "cupy":
+        return ("cupy", "array")
+    from . import cpu_fused
+
+    return ("compiled", "array") if cpu_fused.available() else ("array",)
+
+
+@contextlib.contextmanager
+def use_executor(name: str) -> Iterator[None]:
+    """Within the block, compute on executor ``name``: "array" (array expressions only) or
+    the backend's compiled one (the default: compiled where it applies)."""
+    if name not in available_executors():
+        raise ValueError(f"executor {name!r} is not available here; choose from "
+                         f"{', '.join(available_executors())}")
+    old = _ARRAY_ONLY[0]
+    _ARRAY_ONLY[0] = name == "array"
+    try:
+        yield
+    finally:
+        _ARRAY_ONLY[0] = old
+
+
+def on_host() -> bool:
+    """True on the NumPy backend: ensembles are worked network by network on the host
+    (in cache), not batched on a device."""
+    return BACKEND.name == "numpy"
+
+
+def _compiled_cpu() -> bool:
+    if BACKEND.name != "numpy" or _ARRAY_ONLY[0]:
+        return False
+    from . import cpu_fused
+
+    return cpu_fused.available()
+
 
 def _use_numba() -> bool:
-    return BACKEND.name == "cupy"
+    return BACKEND.name == "cupy" and not _ARRAY_ONLY[0]
+
+
+def analytic_executor(sigma: ScalarFunction, sides: list[tuple[ScalarFunction, ScalarFunction]]
+                      ) -> str:
+    """The executor of an analytic recursion with activation ``sigma`` and kernels
+    ``sides`` ((left, right) derivative pairs)."""
+    if BACKEND.name == "cupy" and not _ARRAY_ONLY[0]:
+        from . import cupy_fused
+
+        if cupy_fused.supports(sigma, sides):
+            return "cupy"
+    if _compiled_cpu():
+        from . import cpu_fused
+
+        if cpu_fused.supports(sigma, sides):
+            return "compiled"
+    return "array"
 
 
 CPU_MIN_SIZE = 1 << 15
@@ -26,7 +90,7 @@ more than it saves there."""
 
 
 def _use_cpu(fn: ScalarFunction, *arrays: Array) -> bool:
-    if BACKEND.name != "numpy" or arrays[-1].size < CPU_MIN_SIZE:
+    if arrays[-1].size < CPU_MIN_SIZE or not _compiled_cpu():
         return False
     from . import cpu_fused
 
@@ -48,7 +112,7 @@ def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) ->
         from . import cpu_fused
 
         return cpu_fused.map_values(fn, h, pre, scale)
-    desc = fn.cuda_descriptor()
+    desc = fn.descriptor()
     if _use_numba() and desc is not None:
         from . import numba_cuda
 
@@ -62,7 +126,7 @@ def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) ->
 
 def hadamard_accumulate(out: Array | None, dd: Array, zz: Array, c: float, b: float) -> Array:
     """out + dd * (c * zz + b) (in place where out exists): one layer of the empirical kernel."""
-    if BACKEND.name == "numpy" and dd.size >= CPU_MIN_SIZE:
+    if dd.size >= CPU_MIN_SIZE and _compiled_cpu():
         from . import cpu_fused
 
         if cpu_fused.can_hadamard(out, dd, zz):
@@ -88,3 +152,64 @@ def axpy(w: Array, g: Array, alpha: float) -> None:
         numba_cuda.axpy(w.reshape(-1), BACKEND.xp.ascontiguousarray(g).reshape(-1), alpha)
         return
     w += alpha * g
+
+
+def gemm_update(w: Array, z: Array, delta: Array, alpha: float) -> None:
+    """In place, for every network e: W_e += alpha * delta_e^T z_e (z may be shared, 2-D).
+
+    On NumPy one BLAS GEMM per network with beta = 1 writes straight into W (W_e^T is
+    Fortran-ordered, so nothing is copied): the gradient is never stored. Elsewhere a
+    batched matmul and an in-place add.
+    """
+    if BACKEND.name == "numpy" and w.dtype in (np.float32, np.float64) and w.flags.c_contiguous:
+        from scipy.linalg import blas
+
+        gemm = blas.dgemm if w.dtype == np.float64 else blas.sgemm
+        for e in range(w.shape[0]):
+            ze = z if z.ndim == 2 else z[e]  # layer 1 sees the shared inputs x (N, n0)
+            gemm(alpha, ze, delta[e], beta=1.0, c=w[e].T, trans_a=True, overwrite_c=True)
+        return
+    axpy(w, delta.swapaxes(-1, -2) @ z, alpha)
+
+
+def compiled_sgl_step(arch, params, x: Array, y: Array, lr: float,
+                      derivative: ScalarFunction) -> Array | None:
+    """One SGL step of every network in the compiled CPU kernels (outputs f before it),
+    or None where they do not take it (then the caller steps with array code)."""
+    if not _compiled_cpu():
+        return None
+    from .._threads import single_threaded_blas
+    from . import cpu_fused
+
+    if not cpu_fused.can_step(arch.sigma, derivative, params.weights, params.biases, x, y):
+        return None
+    with single_threaded_blas():
+        return cpu_fused.sgl_step(arch.sigma, derivative, arch.weight_std, arch.bias_std,
+                                  params.weights, params.biases, x, y, lr)
+
+
+DETERMINISTIC_GRAM_MAX_FEATURES = 64
+
+
+def input_gram(xa: Array, xb: Array) -> Array:
+    """<x, x'>/n0 for a tile. For n0 <= 64 on NumPy it is summed feature by feature in a
+    fixed order, so an entry is bitwise the same in any tile shape (BLAS picks different
+    kernels, and so different rounding, for different tile shapes); above that, BLAS."""
+    n0 = xa.shape[1]
+    if BACKEND.name == "numpy" and n0 <= DETERMINISTIC_GRAM_MAX_FEATURES:
+        g = xa[:, 0, None] * xb[None, :, 0]
+        for k in range(1, n0):
+            g += xa[:, k, None] * xb[None, :, k]
+        return g * (1.0 / n0)
+    return (xa @ xb.T) * (1.0 / n0)
+
+
+def expm(a: Array) -> Array:
+    """The matrix exponential (SciPy's, or CuPy's on the device)."""
+    if BACKEND.name == "cupy":
+        import cupyx.scipy.linalg
+
+        return cupyx.scipy.linalg.expm(a)
+    import scipy.linalg
+
+    return scipy.linalg.expm(a)

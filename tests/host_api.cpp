@@ -1,4 +1,4 @@
-// Host build of the cuda/ headers for the CPU tests (g++ -O2 -ffp-contract=off -shared):
+// Test-only host build of the cuda/ headers (tests/conftest.py: g++ -O2 -ffp-contract=off -shared):
 // C entry points that loop over arrays and call the very functions the GPU kernels call.
 #include <cstdint>
 

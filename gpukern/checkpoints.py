@@ -1,0 +1,98 @@
+"""Checkpoints of SGL runs: the run's fingerprint, and a store that writes and reads
+its state atomically (``.npz`` with a JSON ``meta`` entry; see gpukern._io.atomic_write).
+
+A checkpoint holds the step reached, the parameters at that step and what was recorded
+so far; it is accepted only by a run with the same fingerprint, a hash of everything that
+determines the results (network, initial parameters, data, lr, derivative, schedules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._backend import BACKEND
+from ._io import atomic_write
+from .finite import Params
+
+FORMAT = "gpukern-sgl-checkpoint-1"
+
+
+def fingerprint(net: Any, params: Params, x: Any, y: Any, lr: float, derivative: str,
+                record: list[int], kernel_steps: list[int], kernel_sides: tuple,
+                x_eval: Any) -> str:
+    """A hash of everything that determines the run's results."""
+    h = hashlib.sha256()
+    h.update(repr(net).encode())
+    h.update(json.dumps([lr, derivative, list(record), list(kernel_steps),
+                         list(kernel_sides)]).encode())
+    for a in (*params.weights, *params.biases, x, y, x_eval):
+        arr = np.ascontiguousarray(BACKEND.to_host(a))
+        h.update(str(arr.shape).encode() + str(arr.dtype).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class State:
+    """A run's state: the step reached, the parameters there, and the records so far
+    (``rows``: (step, loss (E,), outputs (E, N_eval)); ``kernels``: {step: (E, N, N)})."""
+
+    step: int
+    params: Params
+    rows: list
+    kernels: dict
+
+
+@dataclass(frozen=True)
+class CheckpointStore:
+    """The checkpoint file ``path`` of the run with ``fingerprint``."""
+
+    path: Path
+    fingerprint: str
+
+    def save(self, state: State) -> None:
+        """Write the state atomically."""
+        params = state.params
+        arrays = {f"w{i}": BACKEND.to_host(w) for i, w in enumerate(params.weights)}
+        arrays |= {f"b{i}": BACKEND.to_host(b) for i, b in enumerate(params.biases)}
+        rows = list(state.rows)
+        arrays["rec_steps"] = np.asarray([r[0] for r in rows], dtype=np.int64)
+        arrays["rec_loss"] = np.asarray([r[1] for r in rows])
+        arrays["rec_outputs"] = np.asarray([r[2] for r in rows])
+        for s, k in dict(state.kernels).items():
+            arrays[f"kernel_{s}"] = k
+        meta = {"format": FORMAT, "fingerprint": self.fingerprint, "step": state.step,
+                "n_layers": len(params.weights)}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        atomic_write(self.path, lambda fh: np.savez(fh, **arrays))
+
+    def load(self) -> State:
+        """The saved state; ValueError if unreadable or of another run."""
+        path = self.path
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(data["meta"].tobytes().decode())
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"checkpoint {path} is not readable: {exc}") from exc
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"checkpoint {path} is not readable: not a gpukern SGL checkpoint")
+        if meta["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"checkpoint {path} belongs to another run (different network, initial "
+                "parameters, data, lr, derivative, steps or record schedule); delete it or "
+                "pass another checkpoint path")
+        n = meta["n_layers"]
+        params = Params(tuple(BACKEND.asarray(arrays[f"w{i}"]) for i in range(n)),
+                        tuple(BACKEND.asarray(arrays[f"b{i}"]) for i in range(n)))
+        rows = [(int(s), loss, out) for s, loss, out in
+                zip(arrays["rec_steps"], arrays["rec_loss"], arrays["rec_outputs"])]
+        kernels = {int(k[7:]): v for k, v in arrays.items() if k.startswith("kernel_")}
+        return State(int(meta["step"]), params, rows, kernels)

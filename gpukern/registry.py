@@ -1,0 +1,125 @@
+"""The registry of function kinds: the one source of kind numbers, capabilities and the
+constants that Python, the compiled CPU path, CUDA and Numba share.
+
+A scalar function that the compiled kernels know is sent to them as a descriptor of four
+doubles ``(kind, a, b, c)`` (:meth:`gpukern.functions.ScalarFunction.descriptor`). The
+kind numbers, what each kind can do in closed form, and the table/recursion constants are
+declared here once; ``cuda/gpukern/registry.cuh`` is generated from this module
+(``python -m gpukern.registry cuda/gpukern/registry.cuh``) and a test checks that the
+committed header is what this module generates.
+
+Capabilities (looked up, never discovered by evaluating a function):
+
+* ``closed_avg``: E[g(v)], v ~ N(0, s2), has a closed form (``gauss_avg``), so a Gaussian
+  bump or a constant facing g gives a closed pair (the Gaussian tilt);
+* ``self_pair``: E[f(u) g(v)] of two functions of this kind has a closed form.
+
+A kind with neither still has a value (finite networks, Numba, the CPU map) and, facing a
+bump or constant, a Chebyshev table of its average on the CPU path (``TABLE``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Kind(IntEnum):
+    """Function kinds; the meaning of (a, b, c) is the descriptor of each kind's class."""
+
+    ERF_STEP = 0  # offset c + amp b erf(v / sqrt a); a = t = 1/m^2, a = 0: sign
+    GAUSS_BUMP = 1  # weight b / sqrt(pi a) exp(-v^2 / a); a = 0: b delta(v)
+    HEAVISIDE = 2  # scale b H(v), H(0) = 1/2
+    RELU = 3  # max(v, 0)
+    IDENTITY = 4  # v
+    CONSTANT = 5  # b
+    SIGMOID = 6  # scale b (a/2) sech^2(a v / 2)
+    FAST_SIGMOID = 7  # scale b a / (1 + a |v|)^2
+    ATAN = 8  # scale b a / (1 + (pi a v / 2)^2)
+    BOXCAR = 9  # scale b / a on |v| < a
+    TRIANGLE = 10  # scale b (2/a) max(0, 1 - |v|/a)
+    TABLE = 11  # any g known by a table of its Gaussian average (CPU path only)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    closed_avg: bool = False
+    self_pair: bool = False
+
+
+CAPABILITIES: dict[Kind, Capabilities] = {
+    Kind.ERF_STEP: Capabilities(closed_avg=True, self_pair=True),
+    Kind.GAUSS_BUMP: Capabilities(closed_avg=True),
+    Kind.HEAVISIDE: Capabilities(closed_avg=True, self_pair=True),
+    Kind.RELU: Capabilities(closed_avg=True, self_pair=True),
+    Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True),
+    Kind.CONSTANT: Capabilities(closed_avg=True),
+    Kind.SIGMOID: Capabilities(),
+    Kind.FAST_SIGMOID: Capabilities(),
+    Kind.ATAN: Capabilities(closed_avg=True),
+    Kind.BOXCAR: Capabilities(closed_avg=True),
+    Kind.TRIANGLE: Capabilities(closed_avg=True),
+    Kind.TABLE: Capabilities(closed_avg=True),
+}
+
+
+def closed_avg(kind: Kind | None) -> bool:
+    """True when kind's Gaussian average has a closed form (None: a custom function)."""
+    return kind is not None and CAPABILITIES[kind].closed_avg
+
+
+def self_pair(kind: Kind | None) -> bool:
+    """True when two functions of this kind have a closed pair expectation."""
+    return kind is not None and CAPABILITIES[kind].self_pair
+
+
+# Constants shared with the C++ headers (written into registry.cuh).
+TABLE_PANEL = 0.25
+"""Width of a panel of the Gaussian-average tables, in u = log s."""
+TABLE_CHEB = 21
+"""Chebyshev coefficients per table panel."""
+MAX_PAIRS = 4
+"""Kernels (left, right derivative pairs) one fused recursion computes at once."""
+EXACT_DET_MAX_FEATURES = 8
+"""Inputs with at most this many features get the layer-1 determinant by Lagrange's identity."""
+
+_CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
+              ("kMaxPairs", "int", MAX_PAIRS),
+              ("kExactDetMaxFeatures", "int", EXACT_DET_MAX_FEATURES))
+
+
+def _camel(kind: Kind) -> str:
+    special = {Kind.GAUSS_BUMP: "GaussBump", Kind.RELU: "ReLU"}
+    return "k" + special.get(kind, kind.name.title().replace("_", ""))
+
+
+def header() -> str:
+    """The text of cuda/gpukern/registry.cuh."""
+    b = lambda v: "true" if v else "false"  # noqa: E731
+    lines = ["// Generated from gpukern/registry.py by `python -m gpukern.registry "
+             "cuda/gpukern/registry.cuh`;",
+             "// do not edit (tests/test_contract.py checks that it is current).",
+             "#pragma once", "", '#include "common.cuh"', "", "namespace gk {", "",
+             "enum Kind : int {"]
+    lines += [f"  {_camel(k)} = {int(k)}," for k in Kind]
+    lines += ["};", "", "// X(name) for every kind, in enum order (dispatch_kind's cases)",
+              "#define GK_FOR_EACH_KIND(X) \\"]
+    last = max(Kind)
+    lines += [f"  X({_camel(k)})" + ("" if k == last else " \\") for k in Kind]
+    lines += ["", "// Kinds whose Gaussian average has a closed form.", "template <int K>",
+              "GK_HD constexpr bool has_avg() {", "  switch (K) {"]
+    lines += [f"    case {_camel(k)}: return {b(CAPABILITIES[k].closed_avg)};" for k in Kind]
+    lines += ["  }", "  return false;", "}", "",
+              "// Kinds whose self pair E[f(u) g(v)] (both of this kind) has a closed form.",
+              "template <int K>", "GK_HD constexpr bool has_self_pair() {", "  switch (K) {"]
+    lines += [f"    case {_camel(k)}: return {b(CAPABILITIES[k].self_pair)};" for k in Kind]
+    lines += ["  }", "  return false;", "}", ""]
+    lines += [f"constexpr {t} {name} = {v!r};" for name, t, v in _CONSTANTS]
+    lines += ["", "}  // namespace gk", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1], "w") as fh:
+        fh.write(header())
