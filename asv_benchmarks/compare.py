@@ -2,7 +2,7 @@
 
     python -m asv_benchmarks.compare [--quick] [--repeat 5] [--out compare.json]
 
-Runs the configurations of issue 7 with gpukern and, where installed (``pip install
+Runs the configurations of RESULTS.md with gpukern and, where installed (``pip install
 -e ".[compare]"``), neural-tangents (JAX, jit) and torch, on the same inputs, dtype and
 machine. Each library runs in its own worker process, one after the other, with its
 default threading: two OpenMP runtimes in one process slow each other (measured: torch
@@ -67,7 +67,7 @@ def rel_diff(a: Any, b: Any) -> float:
 
 
 class Sizes:
-    """The configurations (issue 7), or small ones with --quick."""
+    """The configurations of RESULTS.md, or small ones with --quick."""
 
     def __init__(self, quick: bool) -> None:
         self.depth = 3

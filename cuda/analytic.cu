@@ -3,7 +3,7 @@
 // cuBLAS), the per-layer diagonals q_l (depth x n, computed once), row ids (equal ids =
 // identical inputs), the raw inputs (for the exact layer-1 determinant when n0 <= 8) and
 // the function descriptors (4 doubles each: sigma, then left/right per pair).
-// Instantiated for float and double (CuPy RawModule name_expressions).
+// Instantiated for double (CuPy RawModule name_expressions; the recursion runs in float64).
 #include "gpukern/recursion.cuh"
 
 template <typename T>
@@ -34,11 +34,7 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
   if (!ok) atomicExch(status, 1);
 }
 
-#ifdef GK_INSTANTIATE  // explicit instances for offline nvcc builds (CuPy instantiates by name)
-template __global__ void fused_recursion<float>(int, int, int, const float*, const float*,
-                                                const float*, const long long*, const long long*,
-                                                const float*, const float*, int, float, float,
-                                                const double*, int, float*, float*, int*);
+#ifdef GK_INSTANTIATE  // an explicit instance for offline nvcc builds (CuPy instantiates by name)
 template __global__ void fused_recursion<double>(int, int, int, const double*, const double*,
                                                  const double*, const long long*,
                                                  const long long*, const double*, const double*,

@@ -12,7 +12,7 @@ are scalar value objects (:mod:`gpukern.functions`) that know their closed forms
 
 A jump activation's true derivative is a delta: in a finite network it is 0 almost
 everywhere, analytically it enters through the exact delta reduction (the sign-limit
-kernels of DESIGN.md). The naive NTK (delta on both sides) is +inf at coinciding
+kernels of docs/architecture.md). The naive NTK (delta on both sides) is +inf at coinciding
 inputs; gpukern returns +inf there with a RuntimeWarning, unlike neural-tangents'
 ``Sign``, which sets the derivative term to 0.
 """

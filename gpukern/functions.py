@@ -31,7 +31,6 @@ from .registry import Kind
 Array = Any
 Feature = tuple[float, float]  # (centre, scale); scale 0 = a breakpoint only
 
-_SQRT_PI = math.sqrt(math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 

@@ -1,6 +1,6 @@
 """Gaussian-process prediction of (SG-)NTK training, and the NNGP baseline.
 
-Linearized dynamics with a possibly asymmetric kernel I (DESIGN.md §1): with
+Linearized dynamics with a possibly asymmetric kernel I (docs/architecture.md): with
 I_XX = I(X, X), I_xX = I(x, X) (true derivative at the predicted point x, the kernel's
 right side at the training points X) and the trainer's convention (loss 1/2 sum (f - Y)^2,
 steps of size lr, no division by the number of targets):

@@ -125,7 +125,7 @@ def test_erf_surrogate_gauss_average():
     s = np.array(SDS)
     np.testing.assert_allclose(g.gauss_avg(s * s), [_scipy_avg(g, si, []) for si in SDS],
                                rtol=1e-10)
-    # and the closed form (2k/sqrt(pi)) / sqrt(1 + 2 k^2 s^2) of DESIGN.md
+    # and the closed form (2k/sqrt(pi)) / sqrt(1 + 2 k^2 s^2), derived by hand
     np.testing.assert_allclose(g.gauss_avg(s * s), 6 / math.sqrt(math.pi) / np.sqrt(1 + 18 * s * s),
                                rtol=1e-14)
 

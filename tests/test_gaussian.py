@@ -1,4 +1,5 @@
-"""Gaussian pair expectations: closed forms vs the library's own quadrature, and vs DESIGN.md."""
+"""Gaussian pair expectations: closed forms vs the library's own quadrature, and vs the
+textbook forms of docs/architecture.md."""
 
 import math
 
@@ -87,7 +88,8 @@ def test_design_gaussian_shaped_pair_formula():
 
 
 def test_design_closed_forms_written_again():
-    """sign, step, relu, relu'relu' and erf_m rows of DESIGN.md's table, in textbook form."""
+    """sign, step, relu, relu'relu' and erf_m closed forms (docs/architecture.md's table),
+    in textbook form."""
     q, qp, c, det = _cov(4)
     rho = c / np.sqrt(q * qp)
     theta = np.arccos(rho)

@@ -27,7 +27,8 @@ class EmpiricalKernels:
 
 
 class EnsembleSGL:
-    """100 sign networks, 2 hidden layers of width 512, 16 training points (issue 7's setting)."""
+    """100 sign networks, 2 hidden layers of width 512, 16 training points (RESULTS.md's
+    setting)."""
 
     params = ([np.float32, np.float64],)
     param_names = ["dtype"]

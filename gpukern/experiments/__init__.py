@@ -1,4 +1,4 @@
-"""The experiments of ``gpukern reproduce`` (DESIGN.md §4), one module each.
+"""The experiments of ``gpukern reproduce`` (README.md), one module each.
 
 ``reproduce`` runs the selected ones in order. Each experiment writes its figure
 (``<name>.png``), the arrays behind it (``<name>/data.npz``) and last its metrics

@@ -55,8 +55,8 @@ def distances(outputs: np.ndarray, pred: gk.Prediction, y_scale: float, boot: in
               seed: int = 0) -> dict[str, float]:
     """RMSE over test points between ensemble mean / std and the GP's, over std(y).
 
-    Standard errors from a bootstrap over networks; ``se_floor`` is the RMSE expected
-    from ensemble noise alone (sqrt(mean of SE(mean)^2) / std(y)).
+    Standard errors from a bootstrap over networks; ``noise_floor_mean`` is the RMSE of
+    the mean expected from ensemble noise alone (sqrt(mean of SE(mean)^2) / std(y)).
     """
     mean_gp, std_gp = np.asarray(pred.mean[0]), np.asarray(pred.std[0])
     e = outputs.shape[0]

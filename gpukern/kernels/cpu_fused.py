@@ -1,5 +1,5 @@
-"""The CPU kernels: ``cuda/cpu_kernels.cpp`` (fused analytic recursion, elementwise f(h))
-built for the host.
+"""The compiled CPU kernels: ``cpu_kernels.cpp`` beside this module (fused analytic
+recursion, elementwise f(h), Hadamard accumulation, the whole SGL step) built for the host.
 
 The same per-entry math as the GPU kernel (the ``cuda/gpukern/*.cuh`` headers), compiled
 once per machine with the host C++ compiler (OpenMP over rows, loops vectorised with
@@ -45,6 +45,7 @@ TABLE_DECADES = 16
 """Tables span s^2 from max(q) down to 1e-16 max(q); entries below (near-coinciding inputs)
 come back NaN and are recomputed on the NumPy path."""
 _LIBMVEC = ("-DGK_LIBMVEC",), ("-lmvec",)  # defines, libraries
+CPU_SOURCE = Path(__file__).resolve().parent / "cpu_kernels.cpp"
 _D = ctypes.POINTER(ctypes.c_double)
 _F = ctypes.POINTER(ctypes.c_float)
 _I64 = ctypes.POINTER(ctypes.c_int64)
@@ -64,7 +65,7 @@ def _compiler() -> str | None:
 def _build(cxx: str, flags: tuple[str, ...], libs: tuple[str, ...] = ()) -> Path | None:
     """Compile (or find in the cache) the library for these flags; None if it fails."""
     src = cuda_dir()
-    sources = [src / "cpu_kernels.cpp"] + sorted((src / "gpukern").glob("*.cuh"))
+    sources = [CPU_SOURCE] + sorted((src / "gpukern").glob("*.cuh"))
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([version, *flags, *libs] + [p.read_text() for p in sources])
                          .encode()).hexdigest()[:16]
@@ -75,8 +76,7 @@ def _build(cxx: str, flags: tuple[str, ...], libs: tuple[str, ...] = ()) -> Path
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             out = Path(tmp) / target.name
-            cmd = [cxx, *flags, f"-I{src}", str(src / "cpu_kernels.cpp"), "-o", str(out),
-                   *libs]
+            cmd = [cxx, *flags, f"-I{src}", str(CPU_SOURCE), "-o", str(out), *libs]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 return None

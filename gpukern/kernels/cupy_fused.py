@@ -3,7 +3,8 @@
 One thread per output entry walks all layers in registers (``recursion.cuh``); the tile's
 Gram matrix comes from cuBLAS, the per-layer diagonals are computed once per call. The
 module is compiled once per device (float and double instantiations by name) and
-memoized. Built with ``--fmad=false`` so that it rounds like the NumPy backend.
+memoized. Built with ``--fmad=false`` so that it rounds like the NumPy backend; the
+float64 instantiation is the one used (the recursion runs in float64, then is cast).
 
 Only closed-form pairs have a device version (``supports``); pairs that need quadrature
 (sigmoid, fast_sigmoid or custom functions without a Gaussian-bump partner, the 2-D
@@ -57,7 +58,7 @@ def _module(device_id: int):
     with cupy.cuda.Device(device_id):
         return cupy.RawModule(code=(d / "analytic.cu").read_text(),
                               options=("-std=c++17", f"-I{d}", "--fmad=false"),
-                              name_expressions=("fused_recursion<float>", "fused_recursion<double>"))
+                              name_expressions=("fused_recursion<double>",))
 
 
 def tile(depth: int, sw2: float, sb2: float, sigma: ScalarFunction, pairs, xa: Array, xb: Array,

@@ -1,4 +1,5 @@
-// The CPU kernels (gpukern/kernels/cpu_fused.py builds this once per machine):
+// The compiled CPU kernels (cpu_fused.py beside this file builds them once per machine,
+// with -I on the cuda/ folder of the shared headers):
 //   g++ -O3 -march=native -mprefer-vector-width=512 -fopenmp -fno-math-errno
 //       -fno-trapping-math -ffp-contract=off [-DGK_LIBMVEC ... -lmvec]
 //
