@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from . import _checks
 from ._backend import BACKEND
+from .kernels import ops
 from .network import KERNEL_SIDES
 
 Array = Any
@@ -120,14 +120,7 @@ def _gain(i_xx: Array, lr: float, time: float, discrete: bool, solve) -> Array:
         return lr * _matrix_power(block, int(time))[:n, n:]
     block[:n, :n] = -lr * time * i_xx
     block[:n, n:] = lr * time * eye
-    return _expm(block)[:n, n:]
-
-
-def _expm(a: Array) -> Array:
-    if BACKEND.name == "cupy":
-        import cupyx.scipy.linalg
-        return cupyx.scipy.linalg.expm(a)
-    return scipy.linalg.expm(a)
+    return ops.expm(block)[:n, n:]
 
 
 def _matrix_power(a: Array, k: int) -> Array:

@@ -36,6 +36,7 @@ documented formulas):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,9 +59,16 @@ def _xp():
 
 
 class Surrogate(ScalarFunction):
-    """A surrogate derivative of its own kind: area 2 * ``scale`` (sign's jump, scaled)."""
+    """A surrogate derivative of its own kind: area 2 * ``scale`` (sign's jump, scaled).
+
+    Subclasses are dataclasses whose first field is the shape parameter (the descriptor's
+    a) and which have a ``scale`` field (its b).
+    """
 
     scale: float
+
+    def params(self) -> tuple[float, float, float]:
+        return (float(getattr(self, dataclasses.fields(self)[0].name)), self.scale, 0.0)
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,6 @@ class Sigmoid(Surrogate):
     name: str = "sigmoid"
 
     kind: ClassVar[Kind] = Kind.SIGMOID
-
-    def params(self) -> tuple[float, float, float]:
-        return (self.beta, self.scale, 0.0)
 
     @staticmethod
     def scalar(v: float, a: float, b: float, c: float) -> float:
@@ -104,9 +109,6 @@ class FastSigmoid(Surrogate):
 
     kind: ClassVar[Kind] = Kind.FAST_SIGMOID
 
-    def params(self) -> tuple[float, float, float]:
-        return (self.beta, self.scale, 0.0)
-
     @staticmethod
     def scalar(v: float, a: float, b: float, c: float) -> float:
         d = 1.0 + a * abs(v)
@@ -132,9 +134,6 @@ class Atan(Surrogate):
     name: str = "atan"
 
     kind: ClassVar[Kind] = Kind.ATAN
-
-    def params(self) -> tuple[float, float, float]:
-        return (self.alpha, self.scale, 0.0)
 
     @staticmethod
     def scalar(v: float, a: float, b: float, c: float) -> float:
@@ -175,9 +174,6 @@ class Boxcar(Surrogate):
 
     kind: ClassVar[Kind] = Kind.BOXCAR
 
-    def params(self) -> tuple[float, float, float]:
-        return (self.width, self.scale, 0.0)
-
     @staticmethod
     def scalar(v: float, a: float, b: float, c: float) -> float:
         return b / a if abs(v) < a else 0.0
@@ -211,9 +207,6 @@ class Triangle(Surrogate):
     name: str = "triangle"
 
     kind: ClassVar[Kind] = Kind.TRIANGLE
-
-    def params(self) -> tuple[float, float, float]:
-        return (self.width, self.scale, 0.0)
 
     @staticmethod
     def scalar(v: float, a: float, b: float, c: float) -> float:
