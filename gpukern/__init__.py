@@ -5,7 +5,7 @@ surrogate gradient learning" (NeurIPS 2024, arXiv:2405.15539).
 """
 
 from . import activations, surrogates
-from ._backend import BackendUnavailableError, backend
+from ._backend import BackendUnavailableError, backend, to_host
 from ._checks import InsufficientMemoryError
 from .network import MLP
 from .prediction import Prediction, nngp_posterior, predict
@@ -16,6 +16,7 @@ __all__ = [
     "activations",
     "surrogates",
     "backend",
+    "to_host",
     "BackendUnavailableError",
     "InsufficientMemoryError",
     "train",

@@ -50,9 +50,9 @@ class Backend:
 
     def available_bytes(self) -> int:
         """Memory free for new arrays on the backend's device, in bytes."""
-        if self.name == "cupy":
+        if self.name == "cupy":  # the device's free memory and what CuPy's pool holds unused
             free, _total = self.xp.cuda.runtime.memGetInfo()
-            return int(free)
+            return int(free) + int(self.xp.get_default_memory_pool().free_bytes())
         return host_available_bytes()
 
 
@@ -111,6 +111,11 @@ def choose_backend(requested: str | None) -> Backend:
 
 
 BACKEND: Backend = choose_backend(os.environ.get("GPUKERN_BACKEND"))
+
+
+def to_host(a: Any) -> np.ndarray:
+    """``a`` (an array of the backend, or anything array-like) as a NumPy array."""
+    return BACKEND.to_host(a)
 
 
 def backend() -> str:

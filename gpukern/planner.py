@@ -129,11 +129,12 @@ def _tiled(plan: Plan, inputs: Inputs, dtype: Any, tile: int, mirror: bool
     n1, n2 = inputs.shape
     nngp = xp.empty((n1, n2), dtype=dtype) if plan.want_nngp else None
     outs = [xp.empty((n1, n2), dtype=dtype) for _ in plan.pairs]
+    status = _cupy_status() if plan.executor == "cupy" else None  # checked once, at the end
     for i0 in range(0, n1, tile):
         rows = slice(i0, min(i0 + tile, n1))
         for j0 in range(i0 if mirror else 0, n2, tile):
             cols = slice(j0, min(j0 + tile, n2))
-            sig, ks = compute_tile(plan, inputs, rows, cols)
+            sig, ks = compute_tile(plan, inputs, rows, cols, status)
             blocks = ([(nngp, sig)] if plan.want_nngp else []) + list(zip(outs, ks))
             for out, block in blocks:
                 if mirror and j0 == i0:  # exact symmetry: rounding may differ across it
@@ -141,12 +142,23 @@ def _tiled(plan: Plan, inputs: Inputs, dtype: Any, tile: int, mirror: bool
                 out[rows, cols] = block
                 if mirror and j0 != i0:
                     out[cols, rows] = block.T
+    if status is not None:
+        from .kernels import cupy_fused
+
+        cupy_fused.check_status(status)
     return nngp, outs
 
 
-def compute_tile(plan: Plan, inputs: Inputs, rows: slice, cols: slice
+def _cupy_status():
+    from .kernels import cupy_fused
+
+    return cupy_fused.new_status()
+
+
+def compute_tile(plan: Plan, inputs: Inputs, rows: slice, cols: slice, status: Any = None
                  ) -> tuple[Array, list[Array]]:
-    """NNGP and kernels (float64) of the block ``rows`` x ``cols`` of the request."""
+    """NNGP and kernels (float64) of the block ``rows`` x ``cols`` of the request
+    (``status``: the CUDA executor's flag of a whole request, checked by the caller)."""
     if plan.executor == "compiled":
         return _compiled(plan, inputs, (rows, cols), False, np.float64, True)
     to = BACKEND.asarray
@@ -154,7 +166,7 @@ def compute_tile(plan: Plan, inputs: Inputs, rows: slice, cols: slice
     args = (xa, xb, ops.input_gram(xa, xb), [to(q[rows]) for q in inputs.q1],
             [to(q[cols]) for q in inputs.q2], to(inputs.ids1[rows]), to(inputs.ids2[cols]))
     if plan.executor == "cupy":
-        return _cupy_tile(plan, *args)
+        return _cupy_tile(plan, *args, status=status)
     return analytic.tile(plan.arch, list(plan.pairs), *args)
 
 
@@ -197,13 +209,14 @@ def _redo_off_table(plan: Plan, tile_args: tuple, mirror: bool, nngp, outs) -> N
                 out[:, i] = values[0]
 
 
-def _cupy_tile(plan: Plan, xa, xb, gram, q1, q2, ida, idb) -> tuple[Array, list[Array]]:
+def _cupy_tile(plan: Plan, xa, xb, gram, q1, q2, ida, idb, status=None
+               ) -> tuple[Array, list[Array]]:
     from .kernels import cupy_fused
 
     xp = BACKEND.xp
     arch = plan.arch
     return cupy_fused.tile(arch.depth, arch.sw2, arch.sb2, arch.sigma, plan.sides, xa, xb,
-                           gram, xp.stack(q1), xp.stack(q2), ida, idb)
+                           gram, xp.stack(q1), xp.stack(q2), ida, idb, status)
 
 
 def _warn_inf(outs: list[Array]) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+
+# The suite's own process computes references on NumPy, also on a GPU machine (the CuPy
+# backend runs in subprocesses of tests/test_gpu_backend.py); before gpukern is imported.
+os.environ.setdefault("GPUKERN_BACKEND", "numpy")
 import shutil
 import subprocess
 from pathlib import Path

@@ -10,7 +10,9 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,8 @@ from gpukern.registry import closed_avg
 from gpukern.surrogates import Surrogate
 
 REQUIRE_NVCC = os.environ.get("GPUKERN_REQUIRE_NVCC") == "1"
+REQUIRE_NVRTC = os.environ.get("GPUKERN_REQUIRE_NVRTC") == "1"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 # one example of every surrogate kind with a closed Gaussian average, and the erf bump
 CLOSED_SURROGATES = [GaussianBump(0.25, 1.0)] + [
@@ -121,6 +125,50 @@ def test_nvcc_compiles_kernels(tmp_path, arch):
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert out.stat().st_size > 10_000, "no kernel instantiated in the cubin"
+
+
+def _nvrtc_compile_for():
+    try:
+        from cupy.cuda import compiler
+
+        compiler._get_nvrtc_version()
+    except Exception as exc:  # no CuPy, or no NVRTC library
+        if REQUIRE_NVRTC:
+            pytest.fail(f"GPUKERN_REQUIRE_NVRTC=1 but CuPy's NVRTC is not usable: {exc}")
+        pytest.skip(f"CuPy's NVRTC is not usable here ({exc}); pip install cupy-cuda12x "
+                    "nvidia-cuda-nvrtc-cu12")
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from nvrtc_report import compile_for
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return compile_for
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvrtc_compiles_the_raw_module_as_cupy_would(arch):
+    """The RawModule's source, options and name expression through CuPy's own option
+    assembly and NVRTC program (no device: only its architecture is given). NVRTC has no
+    host headers, so nvcc accepting the file proves nothing about this."""
+    from gpukern.kernels import cupy_fused
+
+    cubin, mapping, log = _nvrtc_compile_for()(arch)
+    assert mapping[cupy_fused.KERNEL].startswith("_Z15fused_recursionIdE"), mapping
+    assert len(cubin) > 10_000, log
+
+
+def test_kernel_source_changes_with_any_header(tmp_path, monkeypatch):
+    """CuPy's cache keys on the source text: a header edit must change it."""
+    from gpukern.kernels import cupy_fused
+
+    copy = tmp_path / "cuda"
+    shutil.copytree(CUDA_DIR, copy)
+    monkeypatch.setattr(cupy_fused, "cuda_dir", lambda: copy)
+    before = cupy_fused.source()
+    header = copy / "gpukern" / "gaussian.cuh"
+    header.write_text(header.read_text() + "\n// an edit\n")
+    assert cupy_fused.source() != before
+    assert cupy_fused.source().startswith((copy / "analytic.cu").read_text())
 
 
 def test_fused_kernel_sources_found_and_routed():

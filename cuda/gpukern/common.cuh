@@ -2,7 +2,9 @@
 // host C++ compiler for the CPU tests (the same source, no copy).
 #pragma once
 
+#ifndef __CUDACC_RTC__  // NVRTC (CuPy's RawModule) has no host headers
 #include <cmath>
+#endif
 
 #ifdef __CUDACC__
 #define GK_HD __host__ __device__ inline
@@ -23,6 +25,16 @@ using std::floor;
 using std::isinf;
 using std::log;
 using std::sqrt;
+#endif
+
+// NaN and +inf: <cmath>'s macros on the host, their bit patterns on the device (NVRTC
+// defines neither NAN nor INFINITY).
+#ifdef __CUDA_ARCH__
+#define GK_NAN __longlong_as_double(0x7ff8000000000000LL)
+#define GK_INF __longlong_as_double(0x7ff0000000000000LL)
+#else
+#define GK_NAN NAN
+#define GK_INF INFINITY
 #endif
 
 constexpr double kPi = 3.141592653589793238462643383279502884;

@@ -77,7 +77,7 @@ GK_HD T value_k(const Fn f, T v) {
     const T r = T(1) - fabs(v) * (T(1) / a);
     return (b * T(2) / a) * (r > T(0) ? r : T(0));
   } else {
-    return T(NAN);
+    return T(GK_NAN);
   }
 }
 
@@ -107,7 +107,7 @@ GK_HD T table_avg(const double* coef, T first, T panels, T g0, T s2) {
     b1 = t;
   }
   const T v = x * b1 - b2 + T(coef[base]);
-  const T off_table = row == clamped ? T(0) : T(NAN);  // v + 0 = v; v + NaN = NaN
+  const T off_table = row == clamped ? T(0) : T(GK_NAN);  // v + 0 = v; v + NaN = NaN
   return s2 > T(0) ? v + off_table : g0;
 }
 

@@ -33,7 +33,7 @@ GK_HD T tilted_k(const Fn bump, const Fn g, T q, T qp, T det) {
   const T s2 = denom > T(0) ? (t * qp + T(2) * det) / denom : qp;
   const T avg = gauss_avg_k<G, T>(g, s2);
   const T value = pref * avg;  // a select, not a branch: loops over entries vectorise
-  return isinf(pref) ? T(INFINITY) : value;
+  return isinf(pref) ? T(GK_INF) : value;
 }
 
 // The root that the erf x erf and bump x bump closed forms share:

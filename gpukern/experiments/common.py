@@ -146,12 +146,14 @@ class Context:
 
 def learning_rate(net: gk.MLP, x: np.ndarray, kernel: tuple[str, str]) -> float:
     """lr = 0.5 / |lambda|_max of the kernel on the training inputs: stable GD steps."""
-    k = net.kernel(x, left=kernel[0], right=kernel[1])
+    k = gk.to_host(net.kernel(x, left=kernel[0], right=kernel[1]))
     return 0.5 / float(np.abs(np.linalg.eigvals(k)).max())
 
 
 def save_npz(path: Path, **arrays: Any) -> None:
-    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+    """Arrays (host or device) as a compressed .npz, written atomically."""
+    host = {k: gk.to_host(v) for k, v in arrays.items()}
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **host))
 
 
 def save_json(path: Path, obj: Any) -> None:

@@ -47,7 +47,7 @@ def predictions(ctx: Context, net: gk.MLP, lr: float, steps: int) -> dict[str, g
 
 def _nngp_ridge(net: gk.MLP, x: np.ndarray) -> float:
     """Noiseless NNGP posterior, with 1e-10 * max eigenvalue as jitter only if it is singular."""
-    ev = np.linalg.eigvalsh(net.nngp(x))
+    ev = np.linalg.eigvalsh(gk.to_host(net.nngp(x)))
     return 0.0 if ev.min() > 1e-10 * ev.max() else 1e-10 * ev.max()
 
 
@@ -58,7 +58,7 @@ def distances(outputs: np.ndarray, pred: gk.Prediction, y_scale: float, boot: in
     Standard errors from a bootstrap over networks; ``noise_floor_mean`` is the RMSE of
     the mean expected from ensemble noise alone (sqrt(mean of SE(mean)^2) / std(y)).
     """
-    mean_gp, std_gp = np.asarray(pred.mean[0]), np.asarray(pred.std[0])
+    mean_gp, std_gp = gk.to_host(pred.mean[0]), gk.to_host(pred.std[0])
     e = outputs.shape[0]
 
     def stats(o):

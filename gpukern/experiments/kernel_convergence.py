@@ -49,14 +49,14 @@ def run(ctx: Context, kind: str) -> dict:
     for m, w in ctx.bar(configs, len(configs), name):
         net = gk.MLP(DEPTH, gk.activations.erf(m), sur, weight_std=WEIGHT_STD, bias_std=BIAS_STD)
         if m not in analytic:
-            analytic[m] = net.kernel(xs, x0, left=left, right=right)[:, 0]
+            analytic[m] = gk.to_host(net.kernel(xs, x0, left=left, right=right))[:, 0]
             arrays[f"analytic_m{m:g}"] = analytic[m]
         params = net.init(xs.shape[1], w, ensemble=sc.conv_networks, seed=ctx.seed_for(name, m, w))
-        k0 = net.empirical_kernel(params, xs, x0, left=left, right=right)[:, :, 0]
+        k0 = gk.to_host(net.empirical_kernel(params, xs, x0, left=left, right=right))[:, :, 0]
         lr = learning_rate(net, task.x_train, (left, right))
         res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=sc.conv_steps,
                        derivative=right, checkpoint=ctx.checkpoint(name, m, w))
-        k1 = net.empirical_kernel(res.params, xs, x0, left=left, right=right)[:, :, 0]
+        k1 = gk.to_host(net.empirical_kernel(res.params, xs, x0, left=left, right=right))[:, :, 0]
         arrays[f"init_m{m:g}_w{w}"] = k0
         arrays[f"trained_m{m:g}_w{w}"] = k1
         metrics["mse_init"].setdefault(f"{m:g}", {})[str(w)] = float(np.mean((k0 - analytic[m]) ** 2))

@@ -49,7 +49,8 @@ def run(ctx: Context) -> dict:
         net = gk.MLP(2, gk.activations.erf(m), sur, weight_std=WEIGHT_STD, bias_std=BIAS_STD)
         p = net.init(x.shape[1], sc.div_empirical_width, ensemble=sc.div_empirical_networks,
                      seed=ctx.seed_for("div", m))
-        emp.append(float(np.mean(net.empirical_kernel(p, x, left="true", right="true"))))
+        emp.append(float(np.mean(gk.to_host(net.empirical_kernel(p, x, left="true",
+                                                                  right="true")))))
     arrays["empirical_m"], arrays["empirical_naive_d2"] = emp_ms, np.array(emp)
     metrics["empirical_naive_ntk_diag_depth2"] = dict(zip((f"{m:g}" for m in emp_ms), emp))
     with warnings.catch_warnings():

@@ -33,7 +33,8 @@ def run(ctx: Context) -> dict:
             preds = predictions(ctx, net, run_.lr, sc.ens_steps)
             metrics["lr"] = run_.lr
             for kind, p in preds.items():
-                arrays[f"{kind}_mean"], arrays[f"{kind}_std"] = p.mean[0], p.std[0]
+                arrays[f"{kind}_mean"] = gk.to_host(p.mean[0])
+                arrays[f"{kind}_std"] = gk.to_host(p.std[0])
         arrays[f"outputs_w{width}"] = run_.outputs
         arrays[f"loss_w{width}"] = run_.loss
         metrics["widths"][str(width)] = {

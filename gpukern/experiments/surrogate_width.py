@@ -34,7 +34,8 @@ def run(ctx: Context) -> dict:
         preds = predictions(ctx, net, run_.lr, sc.sw_steps)
         arrays[f"outputs_k{k:g}_w{width}"] = run_.outputs
         for kind, p in preds.items():
-            arrays[f"{kind}_mean_k{k:g}"], arrays[f"{kind}_std_k{k:g}"] = p.mean[0], p.std[0]
+            arrays[f"{kind}_mean_k{k:g}"] = gk.to_host(p.mean[0])
+            arrays[f"{kind}_std_k{k:g}"] = gk.to_host(p.std[0])
         metrics["results"].setdefault(f"{k:g}", {})[str(width)] = {
             kind: distances(run_.outputs, p, y_scale, seed=int(1000 * k) + width)
             for kind, p in preds.items()}

@@ -14,6 +14,7 @@ cases) run through the same array code as on NumPy, with CuPy arrays: correct, s
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -50,36 +51,67 @@ def descriptors(sigma: ScalarFunction, pairs) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1)
 
 
+KERNEL = "fused_recursion<double>"
+
+
+def options(d: Path | None = None) -> tuple[str, ...]:
+    """The NVRTC options of the RawModule (CuPy adds its own include paths and arch)."""
+    return ("-std=c++17", f"-I{d or cuda_dir()}", "--fmad=false")
+
+
+def source() -> str:
+    """analytic.cu with a digest of the headers it includes: CuPy's kernel cache keys on the
+    source and options only, so a header change must change the source it sees."""
+    d = cuda_dir()
+    digest = hashlib.sha256(b"".join(p.read_bytes()
+                                     for p in sorted((d / "gpukern").glob("*.cuh")))).hexdigest()
+    return (d / "analytic.cu").read_text() + f"\n// gpukern headers sha256 {digest}\n"
+
+
 @functools.cache
 def _module(device_id: int):
     import cupy
 
-    d = cuda_dir()
     with cupy.cuda.Device(device_id):
-        return cupy.RawModule(code=(d / "analytic.cu").read_text(),
-                              options=("-std=c++17", f"-I{d}", "--fmad=false"),
-                              name_expressions=("fused_recursion<double>",))
+        return cupy.RawModule(code=source(), options=options(), name_expressions=(KERNEL,))
+
+
+def new_status() -> Array:
+    """A device flag the kernel sets where a pair has no closed form (checked once)."""
+    import cupy
+
+    return cupy.zeros(1, dtype=cupy.int32)
+
+
+def check_status(status: Array) -> None:
+    if int(status.get()[0]):
+        raise RuntimeError("fused_recursion met a pair without a closed form (supports() said yes)")
 
 
 def tile(depth: int, sw2: float, sb2: float, sigma: ScalarFunction, pairs, xa: Array, xb: Array,
-         gram: Array, q1: Array, q2: Array, ida: Array, idb: Array) -> tuple[Array, list[Array]]:
-    """NNGP and kernels of one tile on the GPU. q1 (depth, n1), q2 (depth, n2) float64."""
+         gram: Array, q1: Array, q2: Array, ida: Array, idb: Array,
+         status: Array | None = None) -> tuple[Array, list[Array]]:
+    """NNGP and kernels of one tile on the GPU. q1 (depth, n1), q2 (depth, n2). Inputs are
+    made float64 (int64 ids) and contiguous. With ``status`` (:func:`new_status`) the
+    caller checks it once for many tiles; without, it is checked here (a synchronization)."""
     import cupy
 
     n1, n2 = gram.shape
-    kern = _module(cupy.cuda.Device().id).get_function("fused_recursion<double>")
-    fns = cupy.asarray(descriptors(sigma, pairs))
     nngp = cupy.empty((n1, n2), dtype=cupy.float64)
     kout = cupy.empty((max(1, len(pairs)), n1, n2), dtype=cupy.float64)
-    status = cupy.zeros(1, dtype=cupy.int32)
+    if n1 * n2 == 0:
+        return nngp, [kout[p] for p in range(len(pairs))]
+    kern = _module(cupy.cuda.Device().id).get_function(KERNEL)
+    own = status is None
+    status = new_status() if own else status
+    f64 = functools.partial(cupy.ascontiguousarray, dtype=cupy.float64)
+    i64 = functools.partial(cupy.ascontiguousarray, dtype=cupy.int64)
     blocks = (n1 * n2 + THREADS - 1) // THREADS
-    args = (np.int32(n1), np.int32(n2), np.int32(xa.shape[1]), cupy.ascontiguousarray(gram),
-            cupy.ascontiguousarray(q1), cupy.ascontiguousarray(q2),
-            cupy.ascontiguousarray(ida, dtype=cupy.int64),
-            cupy.ascontiguousarray(idb, dtype=cupy.int64), cupy.ascontiguousarray(xa),
-            cupy.ascontiguousarray(xb), np.int32(depth), np.float64(sw2), np.float64(sb2), fns,
-            np.int32(len(pairs)), nngp, kout, status)
+    args = (np.int32(n1), np.int32(n2), np.int32(xa.shape[1]), f64(gram), f64(q1), f64(q2),
+            i64(ida), i64(idb), f64(xa), f64(xb), np.int32(depth), np.float64(sw2),
+            np.float64(sb2), cupy.asarray(descriptors(sigma, pairs)), np.int32(len(pairs)),
+            nngp, kout, status)
     kern((blocks,), (THREADS,), args)
-    if int(status.get()[0]):
-        raise RuntimeError("fused_recursion met a pair without a closed form (supports() said yes)")
+    if own:
+        check_status(status)
     return nngp, [kout[p] for p in range(len(pairs))]

@@ -1,8 +1,10 @@
 """Numba CUDA kernels (numba.cuda.jit) for the elementwise parts of the finite-width hot paths.
 
-They take any array with ``__cuda_array_interface__`` (CuPy arrays), and run in the
-Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) on machines without a GPU, which is
-how CI tests them. Each kernel is a flat 1-D grid with an explicit bounds check.
+They take CuPy arrays (through ``__cuda_array_interface__``, without synchronizing on
+each argument) and launch on CuPy's current device and stream, so they are ordered with
+CuPy's own work. In the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how CI
+tests them, device memory is host memory: arrays are passed as NumPy views of their
+buffers. Each kernel is a flat 1-D grid with an explicit bounds check.
 
 * ``scaled_derivative``:  out = pre * scale * d(h)   (surrogate backprop:
   delta_l = (delta_{l+1} W) . d(h_l) sw/sqrt(n))
@@ -15,10 +17,13 @@ how CI tests them. Each kernel is a flat 1-D grid with an explicit bounds check.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
+from typing import Any
 
-from numba import cuda
+import numpy as np
+from numba import config, cuda
 
 from ..functions import classes_by_kind
 
@@ -65,19 +70,52 @@ def _blocks(n: int) -> int:
     return max(1, (n + THREADS - 1) // THREADS)
 
 
+def _arg(a: Any) -> Any:
+    """A kernel's view of an array: Numba's view of a CuPy array without synchronizing on
+    its stream (the launch is ordered on that stream), or, in the simulator, a NumPy view
+    of the buffer the interface points at (NumPy arrays pass as they are)."""
+    if isinstance(a, np.ndarray):
+        return a
+    iface = a.__cuda_array_interface__
+    if not config.ENABLE_CUDASIM:
+        return cuda.as_cuda_array(a, sync=False)
+    if iface.get("strides") is not None:
+        raise ValueError("Numba kernels take C-contiguous arrays")
+    dt = np.dtype(iface["typestr"])
+    n = int(np.prod(iface["shape"])) * dt.itemsize
+    buf = (ctypes.c_char * n).from_address(iface["data"][0])
+    return np.frombuffer(buf, dtype=dt).reshape(iface["shape"])
+
+
+def _launch(name: str, n: int, *args: Any) -> None:
+    """Kernel ``name`` over n entries, on CuPy's current device and stream."""
+    if n == 0:
+        return
+    kernel = _kernels()[name]
+    args = tuple(_arg(a) if hasattr(a, "shape") else a for a in args)
+    if config.ENABLE_CUDASIM:
+        kernel[_blocks(n), THREADS](*args)
+        return
+    import cupy
+
+    with cuda.gpus[cupy.cuda.Device().id]:
+        stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+        kernel[_blocks(n), THREADS, stream](*args)
+
+
 def scaled_derivative(pre, h, out, scale: float, descriptor) -> None:
     """out = pre * scale * d(h), elementwise over flat contiguous arrays."""
     kind, a, b, c = descriptor
-    _kernels()["scaled_derivative"][_blocks(out.size), THREADS](
-        pre, h, out, float(scale), int(kind), float(a), float(b), float(c))
+    _launch("scaled_derivative", out.size, pre, h, out, float(scale), int(kind), float(a),
+            float(b), float(c))
 
 
 def hadamard_accumulate(k, dd, zz, c: float, b: float) -> None:
     """k += dd * (c * zz + b), elementwise over flat contiguous arrays; zz may be shorter
     (shared by all networks: its size divides k's) and is then repeated."""
-    _kernels()["hadamard_accumulate"][_blocks(k.size), THREADS](k, dd, zz, float(c), float(b))
+    _launch("hadamard_accumulate", k.size, k, dd, zz, float(c), float(b))
 
 
 def axpy(w, g, alpha: float) -> None:
     """w += alpha * g, elementwise over flat contiguous arrays."""
-    _kernels()["axpy"][_blocks(w.size), THREADS](w, g, float(alpha))
+    _launch("axpy", w.size, w, g, float(alpha))

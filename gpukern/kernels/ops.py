@@ -12,6 +12,8 @@ cuBLAS), except the SGL update on the host (:func:`gemm_update`).
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,8 @@ from ..functions import ScalarFunction
 
 Array = Any
 
-_ARRAY_ONLY = [False]
+_ARRAY_ONLY = [os.environ.get("GPUKERN_EXECUTOR", "").strip().lower() == "array"]
+"""GPUKERN_EXECUTOR=array starts a process with the compiled executors off."""
 
 
 def available_executors() -> tuple[str, ...]:
@@ -63,8 +66,27 @@ def _compiled_cpu() -> bool:
     return cpu_fused.available()
 
 
+_NUMBA_FAILED: list[BaseException] = []
+
+
 def _use_numba() -> bool:
-    return BACKEND.name == "cupy" and not _ARRAY_ONLY[0]
+    return BACKEND.name == "cupy" and not _ARRAY_ONLY[0] and not _NUMBA_FAILED
+
+
+def _numba(kernel: str, *args: Any) -> bool:
+    """Run a Numba CUDA kernel; False where Numba CUDA cannot run here (no NVVM, say): then
+    the caller computes the same with CuPy array expressions, after one warning."""
+    from . import numba_cuda
+
+    try:
+        getattr(numba_cuda, kernel)(*args)
+        return True
+    except Exception as exc:  # a broken or missing CUDA toolchain for Numba
+        _NUMBA_FAILED.append(exc)
+        warnings.warn(f"gpukern: the Numba CUDA kernels cannot run here ({type(exc).__name__}: "
+                      f"{exc}); using CuPy array expressions instead (install numba-cuda[cu12] "
+                      "for the kernels)", RuntimeWarning, stacklevel=3)
+        return False
 
 
 def analytic_executor(sigma: ScalarFunction, sides: list[tuple[ScalarFunction, ScalarFunction]]
@@ -114,13 +136,12 @@ def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) ->
         return cpu_fused.map_values(fn, h, pre, scale)
     desc = fn.descriptor()
     if _use_numba() and desc is not None:
-        from . import numba_cuda
-
-        pre = BACKEND.xp.ascontiguousarray(pre)
-        out = BACKEND.xp.empty_like(pre)
-        numba_cuda.scaled_derivative(pre.reshape(-1), BACKEND.xp.ascontiguousarray(h).reshape(-1),
-                                     out.reshape(-1), scale, desc)
-        return out
+        xp = BACKEND.xp
+        pre = xp.ascontiguousarray(pre)
+        out = xp.empty_like(pre)
+        if _numba("scaled_derivative", pre.reshape(-1), xp.ascontiguousarray(h).reshape(-1),
+                  out.reshape(-1), scale, desc):
+            return out
     return pre * scale * fn(h).astype(h.dtype, copy=False)
 
 
@@ -133,12 +154,11 @@ def hadamard_accumulate(out: Array | None, dd: Array, zz: Array, c: float, b: fl
             return cpu_fused.hadamard(out, dd, zz, c, b)
     if out is None:
         return dd * (c * zz + b)
-    if _use_numba():
-        from . import numba_cuda
-
-        xp = BACKEND.xp  # zz of the inputs' layer is (N1, N2), shared by every network
-        numba_cuda.hadamard_accumulate(out.reshape(-1), xp.ascontiguousarray(dd).reshape(-1),
-                                       xp.ascontiguousarray(zz).reshape(-1), c, b)
+    xp = BACKEND.xp  # zz of the inputs' layer is (N1, N2), shared by every network
+    # in place through a flat view: only where reshape(-1) is a view, not a copy
+    if _use_numba() and out.flags.c_contiguous and _numba(
+            "hadamard_accumulate", out.reshape(-1), xp.ascontiguousarray(dd).reshape(-1),
+            xp.ascontiguousarray(zz).reshape(-1), c, b):
         return out
     out += dd * (c * zz + b)
     return out
@@ -146,10 +166,8 @@ def hadamard_accumulate(out: Array | None, dd: Array, zz: Array, c: float, b: fl
 
 def axpy(w: Array, g: Array, alpha: float) -> None:
     """w += alpha * g in place (the SGL update of one layer)."""
-    if _use_numba():
-        from . import numba_cuda
-
-        numba_cuda.axpy(w.reshape(-1), BACKEND.xp.ascontiguousarray(g).reshape(-1), alpha)
+    if _use_numba() and w.flags.c_contiguous and _numba(
+            "axpy", w.reshape(-1), BACKEND.xp.ascontiguousarray(g).reshape(-1), alpha):
         return
     w += alpha * g
 
