@@ -43,3 +43,13 @@ class GpuMemory:
         return gpu_pool_bytes()
 
     track_gpu_pool_bytes.unit = "bytes"
+
+
+# Names shown by `asv publish` (outside the functions: they do not change the benchmark
+# versions, so the history stays one series).
+AnalyticKernels.time_erf_nngp_ntk.pretty_name = (
+    "analytic: erf network NNGP + NTK (closed forms), N x N, over depth")
+AnalyticKernels.time_sign_sgntk.pretty_name = (
+    "analytic: sign network SG-NTK (delta x surrogate; erf closed form, fast_sigmoid table)")
+AnalyticKernels.peakmem_sign_sgntk.pretty_name = "analytic: sign SG-NTK peak memory"
+GpuMemory.track_gpu_pool_bytes.pretty_name = "analytic: CuPy memory pool after an SG-NTK (GPU only)"
