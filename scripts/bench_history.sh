@@ -29,4 +29,17 @@ echo "benchmarking $(wc -l < "$hashes") commits of main on machine $machine"
 "$asv" run --machine "$machine" --quick --skip-existing-commits --show-stderr \
   "HASHFILE:$hashes"
 rm -f "$hashes"
+# what the machine is (asv machine --yes records only its name) and the packages the
+# history ran with (asv's environment; the suite pins none)
+python3 - "results/$machine/machine.json" "$machine" <<'PY'
+import json, os, platform, sys
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
+ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+json.dump({"machine": sys.argv[2], "os": f"{platform.system()} {platform.release()}",
+           "arch": platform.machine(), "cpu": cpu, "num_cpu": str(os.cpu_count()),
+           "ram": str(ram), "version": 1}, open(sys.argv[1], "w"), indent=4)
+PY
+for py in .asv/env/*/bin/python; do
+  "$py" -m pip freeze --exclude gpukern > "results/$machine/environment.txt" && break
+done
 du -sh "results/$machine"
