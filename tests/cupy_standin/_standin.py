@@ -213,13 +213,15 @@ class _Namespace(ModuleType):
         host_ok = name in _HOST_INPUTS
 
         def call(*args, **kwargs):
+            from_host = host_ok and bool(args) and not isinstance(args[0], ndarray)
             if host_ok:
                 args = [a._a if isinstance(a, ndarray) else a for a in args]
             else:
                 args = _strict(args, f"{self.__name__}.{name}")
                 kwargs = dict(zip(kwargs, _strict(kwargs.values(), f"{self.__name__}.{name}")))
             out = value(*args, **kwargs)
-            return _wrap(np.array(out, copy=True) if host_ok and name != "asarray" else out)
+            # host data reaches the device as a copy: device memory is separate
+            return _wrap(np.array(out, copy=True) if from_host or name == "array" else out)
 
         call.__name__ = name
         return call
