@@ -92,15 +92,15 @@ def _launch(name: str, n: int, *args: Any) -> None:
     if n == 0:
         return
     kernel = _kernels()[name]
-    args = tuple(_arg(a) if hasattr(a, "shape") else a for a in args)
     if config.ENABLE_CUDASIM:
-        kernel[_blocks(n), THREADS](*args)
+        kernel[_blocks(n), THREADS](*(_arg(a) if hasattr(a, "shape") else a for a in args))
         return
     import cupy
 
-    with cuda.gpus[cupy.cuda.Device().id]:
+    with cuda.gpus[cupy.cuda.Device().id]:  # the arrays' views and the launch in its context
+        views = tuple(_arg(a) if hasattr(a, "shape") else a for a in args)
         stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-        kernel[_blocks(n), THREADS, stream](*args)
+        kernel[_blocks(n), THREADS, stream](*views)
 
 
 def scaled_derivative(pre, h, out, scale: float, descriptor) -> None:
