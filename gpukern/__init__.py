@@ -9,7 +9,7 @@ from ._backend import BackendUnavailableError, backend, to_host
 from ._checks import InsufficientMemoryError
 from .network import MLP
 from .prediction import Prediction, nngp_posterior, predict
-from .training import TrainResult, train
+from .training import DivergenceError, TrainResult, train
 
 __all__ = [
     "MLP",
@@ -20,6 +20,7 @@ __all__ = [
     "BackendUnavailableError",
     "InsufficientMemoryError",
     "train",
+    "DivergenceError",
     "TrainResult",
     "predict",
     "nngp_posterior",

@@ -21,17 +21,44 @@ from ._backend import BACKEND
 from ._io import atomic_write
 from .finite import Params
 
-FORMAT = "gpukern-sgl-checkpoint-1"
+FORMAT = "gpukern-sgl-checkpoint-2"
+
+
+PROBE = np.concatenate([np.linspace(-8.0, 8.0, 257), [-1e-3, 1e-3, 0.5e-6, -2.5, 3.25]])
+"""Where a custom function's values are taken for its fingerprint (the run's identity)."""
+
+
+def describe_function(fn: Any) -> list:
+    """A function by value: a built-in one's kind and exact parameters (hex floats); a
+    custom one's name and a hash of its values on :data:`PROBE` (so that the same code
+    resumes and a different function is refused, whatever object holds it)."""
+    if fn is None:
+        return [None]
+    desc = fn.descriptor()
+    if desc is not None:
+        return [type(fn).__name__, *(float(v).hex() for v in desc)]
+    values = np.asarray(BACKEND.to_host(fn(BACKEND.asarray(PROBE))), dtype=np.float64)
+    return [type(fn).__name__, fn.name, str(values.shape),
+            hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()]
+
+
+def describe_net(net: Any) -> list:
+    """The network's identity for a fingerprint: exact stds, depth and its functions."""
+    act = net.activation
+    return [net.depth, float(net.weight_std).hex(), float(net.bias_std).hex(),
+            describe_function(act.function), describe_function(act.derivative),
+            describe_function(net.surrogate)]
 
 
 def fingerprint(net: Any, params: Params, x: Any, y: Any, lr: float, derivative: str,
                 record: list[int], kernel_steps: list[int], kernel_sides: tuple,
                 x_eval: Any) -> str:
-    """A hash of everything that determines the run's results."""
+    """A hash of everything that determines the run's results, built from values: the
+    network (:func:`describe_net`), the initial parameters, data, lr (exact), derivative
+    and schedules."""
     h = hashlib.sha256()
-    h.update(repr(net).encode())
-    h.update(json.dumps([lr, derivative, list(record), list(kernel_steps),
-                         list(kernel_sides)]).encode())
+    h.update(json.dumps([describe_net(net), float(lr).hex(), derivative, list(record),
+                         list(kernel_steps), list(kernel_sides)]).encode())
     for a in (*params.weights, *params.biases, x, y, x_eval):
         arr = np.ascontiguousarray(BACKEND.to_host(a))
         h.update(str(arr.shape).encode() + str(arr.dtype).encode())
@@ -80,10 +107,12 @@ class CheckpointStore:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(data["meta"].tobytes().decode())
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"checkpoint {path} is not readable: {exc}") from exc
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"checkpoint {path} is not readable: not a gpukern SGL checkpoint")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise ValueError(f"checkpoint {path} is not readable: not a {FORMAT} file (found "
+                             f"{found!r}); delete it or pass another checkpoint path")
         if meta["fingerprint"] != self.fingerprint:
             raise ValueError(
                 f"checkpoint {path} belongs to another run (different network, initial "

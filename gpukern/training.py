@@ -182,10 +182,11 @@ class _Run:
     kernel_steps: frozenset[int]
     kernel_sides: tuple[ScalarFunction, ScalarFunction]
     checkpoint_every: int
+    on_divergence: str
 
 
 def _run_arguments(net, params, x, y, lr, steps, derivative, record_every, record_steps,
-                   x_eval, kernel_steps, kernel_sides, checkpoint_every) -> _Run:
+                   x_eval, kernel_steps, kernel_sides, checkpoint_every, on_divergence) -> _Run:
     d = net.side("derivative", derivative)
     params, xa = net.validate(params, x)
     ya = _checks.targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
@@ -198,8 +199,24 @@ def _run_arguments(net, params, x, y, lr, steps, derivative, record_every, recor
     if every:
         record |= set(range(0, steps + 1, every))
     sides = (net.side("left", kernel_sides[0]), net.side("right", kernel_sides[1]))
+    _checks.choice("on_divergence", on_divergence, ("raise", "continue"))
     return _Run(params, xa, ya, xe, lr, steps, d, frozenset(record),
-                frozenset(_steps_arg("kernel_steps", kernel_steps, steps)), sides, ck_every)
+                frozenset(_steps_arg("kernel_steps", kernel_steps, steps)), sides, ck_every,
+                on_divergence)
+
+
+class DivergenceError(ValueError):
+    """SGL diverged: a network's loss became non-finite or exploded."""
+
+
+DIVERGENCE_FACTOR = 1e8
+"""Loss beyond this multiple of max(the loss at the first step, 1/2 sum y^2) is divergence."""
+
+
+def _losses(run: _Run, f: Array) -> np.ndarray:
+    """1/2 sum (f - y)^2 per network, (E,) on the host."""
+    resid = f - run.y
+    return BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
 
 
 def _record(run: _Run, state: State, step: int, f: Array, f_eval: Array | None, bar) -> None:
@@ -211,10 +228,22 @@ def _record(run: _Run, state: State, step: int, f: Array, f_eval: Array | None, 
     bar.set_postfix(loss=float(np.mean(loss)))
 
 
+def _raise_if_diverged(run: _Run, loss: np.ndarray, limit: float, step: int) -> None:
+    bad = ~np.isfinite(loss) | (loss > limit)
+    if bad.any():
+        e = int(np.flatnonzero(bad)[0])
+        raise DivergenceError(
+            f"SGL diverged at step {step} with lr = {run.lr:g}: network {e} has loss {loss[e]:.3g} "
+            f"(non-finite, or above {DIVERGENCE_FACTOR:g} x the loss at the start); use a "
+            "smaller lr (gk.predict warns when lr is too large for the kernel), or "
+            "on_divergence='continue'. A checkpoint keeps the last state saved before it.")
+
+
 def _loop(arch: Architecture, run: _Run, state: State, store: CheckpointStore | None,
           bar) -> None:
     """Steps from state.step to run.steps, in place; Ctrl-C stops at a step boundary
     (checkpointed, re-raised)."""
+    limit = None
     try:
         with _DeferredInterrupt() as interrupt:
             while True:
@@ -231,6 +260,13 @@ def _loop(arch: Architecture, run: _Run, state: State, store: CheckpointStore | 
                     raise KeyboardInterrupt
                 else:  # outputs before the update, and the update
                     f = sgl_step(arch, params, run.x, run.y, run.lr, run.derivative)
+                if run.on_divergence == "raise":
+                    loss = _losses(run, f)
+                    if limit is None:  # from the first step of this call
+                        y2 = float(BACKEND.to_host(0.5 * BACKEND.xp.sum(run.y * run.y)))
+                        scale = max(float(np.nanmax(np.where(np.isfinite(loss), loss, 0.0))), y2)
+                        limit = DIVERGENCE_FACTOR * max(scale, np.finfo(float).tiny)
+                    _raise_if_diverged(run, loss, limit, step)
                 if want:
                     _record(run, state, step, f, f_eval, bar)
                 if step == run.steps:
@@ -263,6 +299,7 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = False,
+    on_divergence: str = "raise",
 ) -> TrainResult:
     """Train every network of ``params`` by full-batch SGL for ``steps`` steps.
 
@@ -273,9 +310,13 @@ def train(
     steps, at the end and on Ctrl-C; calling again with the same arguments resumes
     (bit-identical to an uninterrupted run); a checkpoint of another run is refused.
     ``progress=True`` shows a tqdm bar with the mean loss (needs tqdm).
+    ``on_divergence="raise"`` (default) stops with a :class:`DivergenceError` naming the
+    step and lr once a network's loss is non-finite or exceeds 1e8 x the larger of its
+    loss at the first step and 1/2 sum y^2 (the parameters are then not checkpointed);
+    ``"continue"`` trains on regardless.
     """
     run = _run_arguments(net, params, x, y, lr, steps, derivative, record_every, record_steps,
-                         x_eval, kernel_steps, kernel_sides, checkpoint_every)
+                         x_eval, kernel_steps, kernel_sides, checkpoint_every, on_divergence)
     store = None
     if checkpoint is not None:
         xe = run.x if run.x_eval is None else run.x_eval

@@ -184,3 +184,54 @@ def test_bad_training_input():
         gk.train(net, p, x, y, lr=0.1, steps=3, record_steps=[9])
     with pytest.raises(ValueError, match="derivative must be one of"):
         gk.train(net, p, x, y, lr=0.1, steps=3, derivative="fake")
+
+
+def _net(act, sur=None, sw=1.0):
+    return gk.MLP(1, act, sur or gk.surrogates.erf(1.0), weight_std=sw, bias_std=0.1)
+
+
+def test_checkpoint_knows_its_run_by_value(tmp_path):
+    """The fingerprint is built from values: another function, or stds/parameters that
+    differ in the 6th digit, are refused; the same code in new objects resumes."""
+    x, y, _ = _task(6, 3)
+    ck = tmp_path / "c.npz"
+
+    def tanh():  # a new custom activation object each call, same code
+        return gk.activations.custom(np.tanh, lambda v: 1 - np.tanh(v) ** 2)
+
+    def bump():
+        return gk.surrogates.custom(lambda v: 2 / (np.pi * (1 + v * v)), width=1.0)
+
+    p = _net(tanh()).init(2, 8, ensemble=2, seed=0)
+    first = gk.train(_net(tanh(), bump()), p, x, y, lr=0.05, steps=3, checkpoint=ck)
+    again = gk.train(_net(tanh(), bump()), p, x, y, lr=0.05, steps=3, checkpoint=ck)
+    np.testing.assert_array_equal(again.loss, first.loss)
+    others = [_net(gk.activations.custom(np.sin, np.cos), bump()),
+              _net(tanh(), gk.surrogates.custom(lambda v: 1 / np.cosh(v) ** 2)),
+              _net(tanh(), bump(), sw=1.000004)]
+    for net in others:
+        with pytest.raises(ValueError, match="another run"):
+            gk.train(net, p, x, y, lr=0.05, steps=3, checkpoint=ck)
+    ck2 = tmp_path / "erf.npz"
+    gk.train(_net(gk.activations.erf(2.0)), p, x, y, lr=0.05, steps=3, checkpoint=ck2)
+    with pytest.raises(ValueError, match="another run"):
+        gk.train(_net(gk.activations.erf(2.000001)), p, x, y, lr=0.05, steps=3, checkpoint=ck2)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_diverging_training_stops_naming_step_and_lr(tmp_path):
+    """lr = 5 drives the loss to 1e100 and beyond, then inf/NaN: the run stops with the
+    step and lr, and nothing diverged is checkpointed; on_divergence='continue' goes on."""
+    x, y, _ = _task(6, 3)
+    net = gk.MLP(2, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.1)
+    p = net.init(2, 16, ensemble=3, seed=0)
+    ck = tmp_path / "c.npz"
+    with pytest.raises(gk.DivergenceError, match=r"diverged at step \d+ with lr = 5"):
+        gk.train(net, p, x, y, lr=5.0, steps=300, checkpoint=ck, checkpoint_every=1000)
+    assert not ck.exists()
+    res = gk.train(net, p, x, y, lr=5.0, steps=300, on_divergence="continue")
+    assert not (np.isfinite(res.loss[-1]) & (res.loss[-1] < 1e8 * res.loss[0])).all()
+    ok = gk.train(net, p, x, y, lr=0.05, steps=300)  # a stable lr never trips it
+    assert np.isfinite(ok.loss).all()
+    with pytest.raises(ValueError, match="on_divergence must be one of"):
+        gk.train(net, p, x, y, lr=0.05, steps=3, on_divergence="ignore")
