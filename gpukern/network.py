@@ -108,6 +108,10 @@ class MLP:
         """The NNGP kernel Sigma_{L+1}(x1, x2)."""
         return self._compute(x1, x2, {}, True, dtype)["nngp"]
 
+    def nngp_diagonal(self, x: Array) -> Array:
+        """Sigma_{L+1}(x_i, x_i) for each row of ``x``, shape (N,): O(N), no N x N matrix."""
+        return planner.nngp_diagonal(self.arch, _checks.inputs("x", x))
+
     def ntk(self, x1: Array, x2: Array | None = None, dtype: Any = np.float64) -> Array:
         """The NTK Theta(x1, x2); +inf (with a RuntimeWarning) on coinciding points for jumps."""
         return self.kernel(x1, x2, "true", "true", dtype)

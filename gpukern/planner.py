@@ -27,6 +27,7 @@ from . import analytic
 from ._backend import BACKEND
 from .analytic import Pair
 from .architecture import Architecture
+from .gaussian import expect_pair
 from .kernels import ops
 
 Array = Any
@@ -230,6 +231,16 @@ def _warn_inf(outs: list[Array]) -> None:
             RuntimeWarning,
             stacklevel=4,
         )
+
+
+def nngp_diagonal(arch: Architecture, x: Array) -> Array:
+    """Sigma_{L+1}(x_i, x_i) for each row of x (validated, on the backend): the layer
+    diagonals one layer further (what the recursion gives identical rows: c = q, det = 0)."""
+    xp = BACKEND.xp
+    q = analytic.layer_diagonals(arch, xp.sum(x * x, axis=1), x.shape[1])[-1]
+    zero = xp.zeros_like(q)
+    return arch.sw2 * expect_pair(arch.sigma, arch.sigma, q, q, q, zero,
+                                           arch.order) + arch.sb2
 
 
 def output_bytes(n1: int, n2: int, n_outputs: int, dtype: Any, tile: int) -> int:

@@ -130,20 +130,29 @@ def _matrix_power(a: Array, k: int) -> Array:
 def _gaussian(a: Array, y: Array, s_xx: Array, s_xX: Array, s_XX: Array, full: bool):
     xp = BACKEND.xp
     mean = a @ y
-    cross = a @ s_xX.T  # A S_Xx
     if full:
+        cross = a @ s_xX.T  # A S_Xx, N_test x N_test
         cov = s_xx - cross - cross.T + a @ s_XX @ a.T
         cov = 0.5 * (cov + cov.T)
         return mean, xp.diagonal(cov).copy(), cov
-    var = xp.diagonal(s_xx) - 2 * xp.sum(a * s_xX, axis=1) + xp.sum((a @ s_XX) * a, axis=1)
+    var = _diagonal(s_xx) - 2 * xp.sum(a * s_xX, axis=1) + xp.sum((a @ s_XX) * a, axis=1)
     return mean, var, None
 
 
-def _setup(net, x_train, y_train, x_test):
+def _diagonal(s: Array) -> Array:
+    """The diagonal of S_xx given as a matrix, or as its diagonal already (1-D)."""
+    return s if s.ndim == 1 else BACKEND.xp.diagonal(s)
+
+
+def _setup(net, x_train, y_train, x_test, full_cov: bool):
+    """Validated inputs and the NNGP blocks: S_xx (only its diagonal without full_cov: O(N)
+    memory in the test points), S_xX and S_XX."""
     xt = _checks.inputs("x_train", x_train)
     xs = _checks.inputs("x_test", x_test, n_features=xt.shape[1])
     y = _checks.targets("y_train", y_train, xt.shape[0])
-    nngp = net.nngp(BACKEND.xp.concatenate([xs, xt]))
+    if not full_cov:
+        return xt, xs, y, net.nngp_diagonal(xs), net.nngp(xs, xt), net.nngp(xt)
+    nngp = net.nngp(BACKEND.xp.concatenate([xs, xt]))  # one symmetric pass
     m = xs.shape[0]
     return xt, xs, y, nngp[:m, :m], nngp[:m, m:], nngp[m:, m:]
 
@@ -168,7 +177,7 @@ def predict(net, x_train: Array, y_train: Array, x_test: Array, *, lr: float,
         left, right = KERNEL_SIDES[kernel]
     else:
         left, right = kernel
-    xt, xs, y, s_xx, s_xX, s_XX = _setup(net, x_train, y_train, x_test)
+    xt, xs, y, s_xx, s_xX, s_XX = _setup(net, x_train, y_train, x_test, full_cov)
     i_xX = net.kernel(xs, xt, left=left, right=right)
     i_XX = net.kernel(xt, None, left=left, right=right)
     if not bool(BACKEND.xp.isfinite(i_XX).all()):
@@ -207,7 +216,7 @@ def nngp_posterior(net, x_train: Array, y_train: Array, x_test: Array, *, ridge:
     ``ridge`` is the observation noise variance added to S_XX (0: noiseless).
     """
     ridge = _checks.nonnegative("ridge", ridge)
-    xt, xs, y, s_xx, s_xX, s_XX = _setup(net, x_train, y_train, x_test)
+    xt, xs, y, s_xx, s_xX, s_XX = _setup(net, x_train, y_train, x_test, full_cov)
     xp = BACKEND.xp
     s_XX = s_XX + ridge * xp.eye(xt.shape[0])
     ev = np.linalg.eigvalsh(BACKEND.to_host(s_XX))
@@ -221,6 +230,6 @@ def nngp_posterior(net, x_train: Array, y_train: Array, x_test: Array, *, ridge:
         cov = 0.5 * (cov + cov.T)
         var = xp.diagonal(cov).copy()
     else:
-        cov, var = None, xp.diagonal(s_xx) - xp.sum(a * s_xX, axis=1)
+        cov, var = None, _diagonal(s_xx) - xp.sum(a * s_xX, axis=1)
     return Prediction(np.asarray([np.inf]), mean[None], var[None],
                       None if cov is None else cov[None], False)

@@ -128,6 +128,24 @@ def test_variances_only_equal_full_diagonal():
                                atol=1e-13)
 
 
+def test_variances_need_no_test_by_test_matrix():
+    """full_cov=False computes the test points' NNGP diagonal, test x train and train x
+    train only: 100000 test points (an (N_test + N_train)^2 NNGP would be 80 GB)."""
+    net = gk.MLP(2, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
+    x, a = _circle(6)
+    xs = np.random.default_rng(0).normal(size=(100_000, 2))
+    pred = gk.predict(net, x, np.sin(a), xs, lr=0.2, steps=5, full_cov=False)
+    post = gk.nngp_posterior(net, x, np.sin(a), xs, full_cov=False, ridge=1e-6)
+    assert pred.var.shape == post.var.shape == (1, 100_000)
+    small = xs[:40]
+    np.testing.assert_allclose(net.nngp_diagonal(small), np.diagonal(net.nngp(small)),
+                               rtol=1e-13)
+    np.testing.assert_allclose(pred.var[0, :40], gk.predict(
+        net, x, np.sin(a), small, lr=0.2, steps=5).var[0], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(post.var[0, :40], gk.nngp_posterior(
+        net, x, np.sin(a), small, ridge=1e-6).var[0], rtol=1e-10, atol=1e-13)
+
+
 def test_ill_posed_reported():
     net = gk.MLP(1, gk.activations.erf(2.0), gk.surrogates.erf(1.0), bias_std=0.2)
     x, a = _circle(4)
