@@ -54,7 +54,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     print(f"gpukern {gk.__version__} on the {gk.backend()} backend: scale {args.scale}, "
           f"writing to {args.out}")
     metrics = experiments.reproduce(args.out, scale=args.scale, only=args.only, seed=args.seed,
-                                    force=args.force, task=task, progress=not args.no_progress)
+                                    force=args.force, task=task, progress=not args.no_progress,
+                                    keep_checkpoints=args.keep_checkpoints)
     print(f"metrics: {Path(args.out) / 'metrics.json'} ({len(metrics) - 1} experiments)")
     return 0
 
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="own training data instead of the circle task: .npz with x (N, n0) and "
                         "y (N,), or .csv whose last column is y")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep finished experiments' training checkpoints (default: removed)")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("kernel", help="compute a kernel matrix for inputs in a file, save .npy",

@@ -20,8 +20,10 @@ the current step, which is then checkpointed.
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +322,7 @@ def train(
     store = None
     if checkpoint is not None:
         xe = run.x if run.x_eval is None else run.x_eval
-        store = CheckpointStore(Path(checkpoint), fingerprint(
+        store = CheckpointStore(_checkpoint_path(checkpoint), fingerprint(
             net, run.params, run.x, run.y, run.lr, derivative, sorted(run.record),
             sorted(run.kernel_steps), tuple(kernel_sides), xe))
     state = State(0, _copy(run.params), [], {})  # trained in place: the caller's stay intact
@@ -337,6 +339,24 @@ def train(
     return TrainResult(state.params, np.asarray([r[0] for r in rows], dtype=np.int64),
                        np.asarray([r[1] for r in rows]), np.asarray([r[2] for r in rows]),
                        dict(sorted(state.kernels.items())))
+
+
+def _checkpoint_path(checkpoint: str | os.PathLike) -> Path:
+    """The checkpoint's path, checked before any work: a file in a folder that exists (or
+    can be made) and takes new files. Temporary files that an interrupted save left beside
+    it (a killed process cannot remove them) are removed."""
+    path = Path(checkpoint)
+    try:
+        if path.is_dir():
+            raise OSError(f"{path} is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gpukern-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be written: {exc}") from exc
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    return path
 
 
 def _copy(params: Params) -> Params:

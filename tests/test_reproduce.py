@@ -104,6 +104,7 @@ def test_interrupted_ensemble_resumes_from_checkpoint(tmp_path, capsys, monkeypa
     assert any((out / "checkpoints" / "sign_ensemble").glob("*.npz"))
     monkeypatch.setattr(tr, "sgl_step", real)
     assert main(argv) == 0
+    assert not (out / "checkpoints" / "sign_ensemble").exists()  # finished: removed
     got = json.loads((out / "sign_ensemble" / "metrics.json").read_text())
     got.pop("seconds"), ref.pop("seconds")
     assert got == ref
@@ -174,3 +175,11 @@ def test_malformed_training_file(tmp_path):
     assert r.stderr.strip().splitlines() == [
         f"gpukern: error: --train {tmp_path / 'd.npz'}: expected x of shape (N, n0) and y of "
         "shape (N,), N >= 2; got (4, 2) and (3,)"]
+
+
+def test_checkpoints_kept_on_request(tmp_path):
+    out = tmp_path / "run"
+    argv = ["reproduce", "--out", str(out), "--scale", "tiny", "--no-progress",
+            "--only", "sign_ensemble"]
+    assert main(argv + ["--keep-checkpoints"]) == 0
+    assert any((out / "checkpoints" / "sign_ensemble").glob("*.npz"))

@@ -235,3 +235,21 @@ def test_diverging_training_stops_naming_step_and_lr(tmp_path):
     assert np.isfinite(ok.loss).all()
     with pytest.raises(ValueError, match="on_divergence must be one of"):
         gk.train(net, p, x, y, lr=0.05, steps=3, on_divergence="ignore")
+
+
+def test_checkpoint_path_checked_before_any_work(tmp_path):
+    """An unwritable checkpoint path is an error before training (it was found only at the
+    end, losing the run); temp files of an interrupted save are cleaned up."""
+    x, y, _ = _task(6, 3)
+    net = gk.MLP(1, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.1)
+    p = net.init(2, 8, ensemble=2, seed=0)
+    (tmp_path / "file").write_text("not a folder")
+    for bad in (tmp_path / "file" / "c.npz", tmp_path):
+        with pytest.raises(ValueError, match="checkpoint .* cannot be written"):
+            gk.train(net, p, x, y, lr=0.05, steps=10**9, checkpoint=bad)
+    ck = tmp_path / "c.npz"
+    stale = tmp_path / "c.npz.k3j_x9.tmp"  # what a SIGKILL during a save leaves
+    stale.write_bytes(b"\0" * 64)
+    gk.train(net, p, x, y, lr=0.05, steps=3, checkpoint=ck)
+    assert ck.exists() and not stale.exists()
+    assert not list(tmp_path.glob(".gpukern-probe-*"))

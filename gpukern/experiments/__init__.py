@@ -31,8 +31,12 @@ __all__ = ["EXPERIMENTS", "SCALES", "reproduce", "circle_task", "load_task", "Ta
 
 def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None = None,
               seed: int = 0, force: bool = False, task: Task | None = None,
-              progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Run the experiments into ``out``; returns the combined metrics (also metrics.json)."""
+              progress: bool = True, log: Callable[[str], None] = print,
+              keep_checkpoints: bool = False) -> dict:
+    """Run the experiments into ``out``; returns the combined metrics (also metrics.json).
+
+    A finished experiment's training checkpoints are removed unless ``keep_checkpoints``
+    (they only serve to resume an interrupted run)."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     names = list(EXPERIMENTS) if not only else list(only)
@@ -57,8 +61,9 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
                           "task": task.description, "gpukern": gk.__version__}
     for name in names:
         done = out / name / "metrics.json"
-        if force:
+        if force:  # not done until it finishes again, also if this run is interrupted
             shutil.rmtree(out / "checkpoints" / name, ignore_errors=True)
+            done.unlink(missing_ok=True)
         if done.exists() and not force:
             log(f"[{name}] already done, skipped (use --force to recompute)")
             combined[name] = json.loads(done.read_text())
@@ -68,6 +73,8 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
         metrics = EXPERIMENTS[name](ctx)
         metrics["seconds"] = round(time.perf_counter() - t0, 2)
         save_json(done, metrics)
+        if not keep_checkpoints:
+            shutil.rmtree(out / "checkpoints" / name, ignore_errors=True)
         combined[name] = metrics
         save_json(combined_path, combined)
         log(f"[{name}] done in {metrics['seconds']:.1f} s -> {out / (name + '.png')}")
