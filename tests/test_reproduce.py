@@ -183,3 +183,24 @@ def test_checkpoints_kept_on_request(tmp_path):
             "--only", "sign_ensemble"]
     assert main(argv + ["--keep-checkpoints"]) == 0
     assert any((out / "checkpoints" / "sign_ensemble").glob("*.npz"))
+
+
+def test_rerun_with_another_configuration_refused(tmp_path, capsys):
+    """Results of one configuration are never mixed with another's: a rerun with another
+    seed is a one-line error naming the difference; --force recomputes; a corrupt
+    metrics.json is an error naming the file."""
+    out = tmp_path / "run"
+    argv = ["reproduce", "--out", str(out), "--scale", "tiny", "--no-progress",
+            "--only", "ntk_divergence"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv + ["--seed", "7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed: 0 there, 7 now" in err[0], err
+    assert main(argv + ["--seed", "7", "--force"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 7
+    (out / "ntk_divergence" / "metrics.json").write_text("{not json")
+    capsys.readouterr()
+    assert main(argv + ["--seed", "7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.json is not readable JSON" in err[0], err

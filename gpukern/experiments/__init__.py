@@ -4,16 +4,22 @@
 (``<name>.png``), the arrays behind it (``<name>/data.npz``) and last its metrics
 (``<name>/metrics.json``), which marks it finished: a rerun into the same folder skips
 finished experiments, and ensembles interrupted mid-training resume from their
-checkpoints (``checkpoints/``). ``force=True`` recomputes everything.
+checkpoints (``checkpoints/``). ``config.json`` records what the folder's results are
+of (scale, seed, task): a rerun with another configuration is refused, naming the
+difference. ``force=True`` recomputes the selected experiments (and, for another
+configuration, drops the folder's earlier results).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from . import kernel_convergence, ntk_divergence, sign_ensemble, surrogate_width
 from .common import SCALES, Context, Task, circle_task, load_task, save_json
@@ -53,12 +59,13 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
             log("(no progress bars: pip install tqdm to see them)")
             progress = False
     ctx = Context(out, SCALES[scale], task, seed, progress, log)
+    config = configuration(scale, seed, task)
+    stale = _check_configuration(out, config, force)
     combined_path = out / "metrics.json"
-    combined = json.loads(combined_path.read_text()) if combined_path.exists() and not force else {}
+    combined = {} if force or stale else _read_json(combined_path, {})
     import gpukern as gk
 
-    combined["config"] = {"scale": scale, "seed": seed, "backend": gk.backend(),
-                          "task": task.description, "gpukern": gk.__version__}
+    combined["config"] = config | {"backend": gk.backend(), "gpukern": gk.__version__}
     for name in names:
         done = out / name / "metrics.json"
         if force:  # not done until it finishes again, also if this run is interrupted
@@ -66,7 +73,7 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
             done.unlink(missing_ok=True)
         if done.exists() and not force:
             log(f"[{name}] already done, skipped (use --force to recompute)")
-            combined[name] = json.loads(done.read_text())
+            combined[name] = _read_json(done)
             continue
         log(f"[{name}] running ...")
         t0 = time.perf_counter()
@@ -80,3 +87,49 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
         log(f"[{name}] done in {metrics['seconds']:.1f} s -> {out / (name + '.png')}")
     save_json(combined_path, combined)
     return combined
+
+
+def configuration(scale: str, seed: int, task: Task) -> dict:
+    """What determines a run's results: scale, seed and the task (its data hashed)."""
+    h = hashlib.sha256()
+    for a in (task.x_train, task.y_train, task.x_test):
+        arr = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(str(arr.shape).encode() + arr.tobytes())
+    return {"scale": scale, "seed": seed, "task": task.description,
+            "task_sha256": h.hexdigest()[:16]}
+
+
+def _check_configuration(out: Path, config: dict, force: bool) -> bool:
+    """Refuse to mix runs: ``out`` holds the results of the configuration in its
+    config.json. A different one is an error naming the difference, unless ``force``,
+    which recomputes (returns True: every earlier result there is stale)."""
+    path = out / "config.json"
+    old = _read_json(path, None)
+    differ = {} if old is None else {k: (old.get(k), v) for k, v in config.items()
+                                     if old.get(k) != v}
+    if old is None and any(out.glob("*/metrics.json")) and not force:
+        differ = {"config.json": ("missing", "present")}
+    if differ and not force:
+        what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
+        raise ValueError(f"{out} holds results of another configuration ({what}); use another "
+                         "--out, or --force to recompute them")
+    if differ:
+        for marker in out.glob("*/metrics.json"):
+            marker.unlink()
+    save_json(path, config)
+    return bool(differ)
+
+
+_MISSING = object()
+
+
+def _read_json(path: Path, default=_MISSING):
+    """A JSON file's content (``default`` if it does not exist); a clear error naming the
+    file if it is not readable JSON."""
+    if not path.exists() and default is not _MISSING:
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({exc}); delete it, or use --force "
+                         "or another --out") from exc
