@@ -7,6 +7,7 @@ import inspect
 import math
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -77,9 +78,26 @@ def _load_points(path: str, name: str) -> np.ndarray:
     return x
 
 
+def _output_file(path: str, suffix: str) -> Path:
+    """Where a result will be written (``suffix`` added if missing, as NumPy does), checked
+    before any work: not a folder, in a folder that exists or can be made, writable."""
+    out = Path(path)
+    out = out if out.suffix == suffix else out.with_name(out.name + suffix)
+    try:
+        if out.is_dir():
+            raise OSError("it is a folder")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".gpukern-probe-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"--out {out} cannot be written: {exc}") from exc
+    return out
+
+
 def _kernel(args: argparse.Namespace) -> int:
     import gpukern as gk
 
+    out = _output_file(args.out, ".npy")
     make = gk.activations.BUILTIN[args.activation]
     act = make(args.m) if args.activation == "erf" else make()
     sur = gk.surrogates.BUILTIN[args.surrogate](args.surrogate_param, scale=args.surrogate_scale)
@@ -91,9 +109,10 @@ def _kernel(args: argparse.Namespace) -> int:
         k = net.kernels(x1, x2, which=(args.which,))[args.which]
     for w in caught:
         print(f"gpukern: warning: {w.message}", file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, gk._backend.BACKEND.to_host(k))
+    try:
+        np.save(out, gk.to_host(k))
+    except OSError as exc:
+        raise CLIError(f"--out {out} cannot be written: {exc}") from exc
     print(f"{args.which} of shape {k.shape} -> {out}")
     return 0
 
@@ -185,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the surrogate's shape parameter: {_shape_parameters()} (default 1)")
     p.add_argument("--surrogate-scale", type=float, default=1.0, help="surrogate scale (default 1)")
     _network_options(p)
-    p.add_argument("--out", required=True, help="output .npy file")
+    p.add_argument("--out", required=True, help="output .npy file (.npy is added if missing)")
     p.set_defaults(func=_kernel)
 
     p = sub.add_parser("diag", help="table: naive NTK vs SG-NTK diagonal as erf_m -> sign")

@@ -204,3 +204,27 @@ def test_rerun_with_another_configuration_refused(tmp_path, capsys):
     assert main(argv + ["--seed", "7"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "metrics.json is not readable JSON" in err[0], err
+
+
+def test_cli_paths_checked_first_and_named(tmp_path, capsys):
+    """--out of `gpukern kernel` is checked before the kernel is computed; its real name is
+    printed; a corrupt --train archive is a one-line error; --train takes y of shape (N, 1)."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 2)))
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir.npy").mkdir()
+    for out in (tmp_path / "file" / "k.npy", tmp_path / "dir.npy"):
+        assert main(["kernel", "--x1", str(tmp_path / "x.npy"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--out" in err[0] and "cannot be written" in err[0], err
+    assert main(["kernel", "--x1", str(tmp_path / "x.npy"), "--out", str(tmp_path / "K")]) == 0
+    assert f"-> {tmp_path / 'K.npy'}" in capsys.readouterr().out
+    assert np.load(tmp_path / "K.npy").shape == (5, 5)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    argv = ["reproduce", "--scale", "tiny", "--no-progress", "--only", "ntk_divergence",
+            "--out", str(tmp_path / "o")]
+    assert main(argv + ["--train", str(tmp_path / "broken.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read" in err[0], err
+    x = np.random.default_rng(1).normal(size=(6, 2))
+    np.savez(tmp_path / "col.npz", x=x, y=np.sin(x[:, :1]))
+    assert main(argv + ["--train", str(tmp_path / "col.npz")]) == 0

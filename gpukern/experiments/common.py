@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,8 +108,10 @@ def load_task(path: str | os.PathLike) -> Task:
         else:
             data = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
             x, y = data[:, :-1], data[:, -1]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"--train {path} cannot be read: {exc}") from exc
+    if y.ndim == 2 and y.shape[1:] == (1,) and y.shape[0] == x.shape[0]:
+        y = y[:, 0]  # one target per point, as the API accepts it
     if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] < 2 or x.shape[1] < 1:
         raise ValueError(f"--train {path}: expected x of shape (N, n0) and y of shape (N,), N >= 2; "
                          f"got {x.shape} and {y.shape}")
