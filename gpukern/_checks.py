@@ -34,6 +34,36 @@ def positive(name: str, value: Any, allow_inf: bool = False) -> float:
     return v
 
 
+def squarable(name: str, value: float) -> float:
+    """``value`` whose square and inverse square are finite, nonzero floats (the kernels
+    use value^2 and 1/value^2): |value| within about 1e-154 .. 1e154."""
+    sq = value * value
+    if value != 0 and not (math.isfinite(sq) and sq > 0 and math.isfinite(1.0 / sq)):
+        raise ValueError(f"{name} = {value!r} is out of range: its square must be a finite, "
+                         "nonzero float (|value| within about 1e-154 .. 1e154)")
+    return value
+
+
+def vectorised(name: str, fn: Any) -> Any:
+    """A user function of backend arrays: callable, giving finite values of the input's
+    shape on a probe array (checked once, where it is given, not deep in a kernel)."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {fn!r}")
+    probe = BACKEND.xp.linspace(-3.0, 3.0, 13)
+    try:
+        with BACKEND.ignore_fp_errors():  # a NaN or inf is reported below, by name
+            out = BACKEND.xp.asarray(fn(probe))
+    except Exception as exc:
+        raise ValueError(f"{name} must take an array of the backend and return one of the "
+                         f"same shape; on a probe array it raised {exc!r}") from exc
+    if tuple(out.shape) != tuple(probe.shape):
+        raise ValueError(f"{name} must return an array of the input's shape: for an input of "
+                         f"shape {tuple(probe.shape)} it returned shape {tuple(out.shape)}")
+    if not bool(BACKEND.xp.isfinite(out).all()):
+        raise ValueError(f"{name} returned NaN or inf on the probe points -3 .. 3")
+    return fn
+
+
 def nonnegative(name: str, value: Any) -> float:
     """A finite real number >= 0."""
     v = real(name, value)

@@ -16,6 +16,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -25,3 +26,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

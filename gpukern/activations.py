@@ -53,6 +53,8 @@ class Activation:
 def erf(m: float = 1.0) -> Activation:
     """sigma(v) = erf(m v); ``m=float('inf')`` is sign."""
     m = _checks.positive("m", m, allow_inf=True)
+    if not math.isinf(m):
+        _checks.squarable("m", m)
     fn = ErfStep(0.0 if math.isinf(m) else 1.0 / (m * m))
     label = "sign()" if math.isinf(m) else f"erf(m={m:g})"
     return Activation(label, fn, fn.derivative())
@@ -95,10 +97,8 @@ def custom(
     fn varies and ``kinks`` where it has kinks, so the quadrature panels resolve them.
     On the CuPy backend the functions receive CuPy arrays (array code, no fused kernel).
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {fn!r}")
-    if not callable(derivative):
-        raise TypeError(f"derivative must be callable, got {derivative!r}")
+    _checks.vectorised("fn", fn)
+    _checks.vectorised("derivative", derivative)
     width = _checks.positive("width", width)
     kinks = tuple(_checks.real("kinks", k) for k in kinks)
     return Activation(

@@ -60,8 +60,11 @@ class MLP:
             )
         self.activation = activation
         self.surrogate = surrogate
-        self.weight_std = _checks.positive("weight_std", weight_std)
+        self.weight_std = _checks.squarable("weight_std",
+                                            _checks.positive("weight_std", weight_std))
         self.bias_std = _checks.nonnegative("bias_std", bias_std)
+        if self.bias_std > 0:
+            _checks.squarable("bias_std", self.bias_std)
         self.quad_order = _checks.integer("quad_order", quad_order, 1)
         self.tile = _checks.integer("tile", tile, 1)
         self.arch = Architecture(self.depth, activation.function, self.weight_std,

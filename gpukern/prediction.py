@@ -64,10 +64,14 @@ def _times(t, steps) -> tuple[np.ndarray, bool]:
         raise ValueError("give exactly one of t (continuous time) or steps (discrete steps)")
     if steps is not None:
         vals = [steps] if np.isscalar(steps) else list(steps)
+        if not vals:
+            raise ValueError("steps must be a step count or a non-empty sequence of them")
         out = [_checks.integer("steps", int(v) if isinstance(v, np.integer) else v, 0)
                for v in vals]
         return np.asarray(out, dtype=float), True
     vals = [t] if np.isscalar(t) else list(t)
+    if not vals:
+        raise ValueError("t must be a time or a non-empty sequence of times")
     out = []
     for v in vals:
         v = _checks.real("t", v)
@@ -175,8 +179,11 @@ def predict(net, x_train: Array, y_train: Array, x_test: Array, *, lr: float,
     if isinstance(kernel, str):
         _checks.choice("kernel", kernel, tuple(KERNEL_SIDES))
         left, right = KERNEL_SIDES[kernel]
-    else:
+    elif isinstance(kernel, tuple | list) and len(kernel) == 2:
         left, right = kernel
+    else:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNEL_SIDES))} or a "
+                         f"(left, right) pair of 'true'/'surrogate', got {kernel!r}")
     xt, xs, y, s_xx, s_xX, s_XX = _setup(net, x_train, y_train, x_test, full_cov)
     i_xX = net.kernel(xs, xt, left=left, right=right)
     i_XX = net.kernel(xt, None, left=left, right=right)

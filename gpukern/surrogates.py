@@ -251,7 +251,7 @@ def _scale(scale: float) -> float:
 
 def erf(k: float = 1.0, scale: float = 1.0) -> ScalarFunction:
     """scale * (2k/sqrt(pi)) exp(-k^2 v^2), the derivative of erf(k v)."""
-    k = _checks.positive("k", k)
+    k = _checks.squarable("k", _checks.positive("k", k))
     return GaussianBump(1.0 / (k * k), 2.0 * _scale(scale), name=f"erf(k={k:g})")
 
 
@@ -294,8 +294,7 @@ def custom(
     On the CuPy backend ``fn`` receives CuPy arrays and runs through the array code
     (no fused CUDA kernel): correct, but slower than the built-ins.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {fn!r}")
+    _checks.vectorised("fn", fn)
     width = _checks.positive("width", width)
     kinks = tuple(_checks.real("kinks", k) for k in kinks)
     return Custom(fn, width, kinks, _scale(scale), name=name)

@@ -200,6 +200,9 @@ def _run_arguments(net, params, x, y, lr, steps, derivative, record_every, recor
     record = set(_steps_arg("record_steps", record_steps, steps)) | {0, steps}
     if every:
         record |= set(range(0, steps + 1, every))
+    if not (isinstance(kernel_sides, tuple | list) and len(kernel_sides) == 2):
+        raise ValueError(f"kernel_sides must be a pair (left, right) of 'true'/'surrogate', "
+                         f"got {kernel_sides!r}")
     sides = (net.side("left", kernel_sides[0]), net.side("right", kernel_sides[1]))
     _checks.choice("on_divergence", on_divergence, ("raise", "continue"))
     return _Run(params, xa, ya, xe, lr, steps, d, frozenset(record),

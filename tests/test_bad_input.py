@@ -122,3 +122,36 @@ def test_hypothesis_nonfinite_inputs_named(n, d, i, j, bad):
     x[i % n, j % d] = bad
     with pytest.raises(ValueError, match=f"x2 contains NaN or inf \\(first in row {i % n}\\)"):
         gk.MLP(1, ACT, SUR).sgntk(np.ones((2, d)), x)
+
+
+def test_out_of_range_and_malformed_arguments_named():
+    """Each was a ZeroDivisionError, OverflowError, IndexError or a deep broadcast error."""
+    with pytest.raises(ValueError, match="m = 1e-300 is out of range"):
+        gk.activations.erf(m=1e-300)
+    with pytest.raises(ValueError, match="k = 1e-300 is out of range"):
+        gk.surrogates.erf(k=1e-300)
+    with pytest.raises(ValueError, match="weight_std = 1e.300 is out of range"):
+        gk.MLP(1, gk.activations.sign(), weight_std=1e300)
+    with pytest.raises(ValueError, match="fn must return an array of the input's shape"):
+        gk.surrogates.custom(lambda v: v.sum())
+    with pytest.raises(ValueError, match="derivative returned NaN or inf"):
+        gk.activations.custom(np.tanh, lambda v: np.log(v))
+    net = gk.MLP(1, gk.activations.sign(), gk.surrogates.erf(1.0))
+    x = np.eye(3)[:, :2]
+    p = net.init(2, 4)
+    with pytest.raises(ValueError, match="kernel_sides must be a pair"):
+        gk.train(net, p, x, np.ones(3), lr=0.1, steps=1, kernel_sides=("true",))
+    for kernel in (("true",), 123):
+        with pytest.raises(ValueError, match="kernel must be one of"):
+            gk.predict(net, x, np.ones(3), x, lr=0.1, steps=1, kernel=kernel)
+    with pytest.raises(ValueError, match="steps must be a step count or a non-empty"):
+        gk.predict(net, x, np.ones(3), x, lr=0.1, steps=[])
+
+
+def test_results_readable_like_other_files(tmp_path):
+    from gpukern._io import atomic_write
+
+    atomic_write(tmp_path / "r.json", lambda fh: fh.write(b"{}"))
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
