@@ -164,6 +164,8 @@ def gauss_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER,
 
 # --------------------------------------------------- G(s) = E_{N(0, s^2)}[g] as a table
 _TABLES: dict = {}
+MAX_TABLE_PANELS = 4096
+"""Panels one table evaluation may span (variances over ~900 decades): memory is bounded."""
 
 
 def _cheb_nodes() -> np.ndarray:
@@ -187,7 +189,8 @@ def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array
     shape = s2.shape
     s2 = s2.reshape(-1)
     out = xp.asarray(g(xp.zeros_like(s2)), dtype=xp.float64).copy()
-    live = xp.nonzero(s2 > 0)[0]
+    out[~xp.isfinite(s2)] = xp.nan  # no table panel for them: NaN, never an index
+    live = xp.nonzero((s2 > 0) & xp.isfinite(s2))[0]
     if live.size == 0:
         return out.reshape(shape)
     u = 0.5 * xp.log(s2[live])
@@ -211,6 +214,10 @@ def table_panels(g: ScalarFunction, kmin: int, kmax: int, order: int = DEFAULT_O
     Panel k covers log s in [k, k+1] * TABLE_PANEL; missing panels are computed (TABLE_CHEB
     quadrature values each) and kept for the process, per (function, order).
     """
+    if kmax - kmin > MAX_TABLE_PANELS:
+        raise ValueError(f"a Gaussian-average table of {kmax - kmin + 1} panels was asked for "
+                         f"(at most {MAX_TABLE_PANELS}): variances over more than "
+                         f"{MAX_TABLE_PANELS * TABLE_PANEL * 2 / 2.303:.0f} decades")
     table = _TABLES.setdefault((g, order), {})
     needed = [k for k in range(kmin, kmax + 1) if k not in table]
     if needed:

@@ -77,11 +77,10 @@ def prepare(arch: Architecture, x1: Array, x2: Array | None) -> Inputs:
     """Inputs of a request: x1 (N1, n0), x2 (N2, n0) or None (x1 against itself), both
     validated float64 arrays on the backend."""
     xp = BACKEND.xp
-    n0 = x1.shape[1]
     ids1, ids2 = row_ids(BACKEND.to_host(x1), None if x2 is None else BACKEND.to_host(x2))
     xb = x1 if x2 is None else x2
-    q1 = analytic.layer_diagonals(arch, xp.sum(x1 * x1, axis=1), n0)
-    q2 = q1 if x2 is None else analytic.layer_diagonals(arch, xp.sum(xb * xb, axis=1), n0)
+    q1 = _diagonals(arch, x1, "x1")
+    q2 = q1 if x2 is None else _diagonals(arch, xb, "x2")
     return Inputs(x1, xb, tuple(q1), tuple(q2), xp.asarray(ids1), xp.asarray(ids2), x2 is None)
 
 
@@ -233,11 +232,32 @@ def _warn_inf(outs: list[Array]) -> None:
         )
 
 
+MAX_VARIANCE = 1e150
+"""Largest layer variance q_l(x) the recursion takes: it multiplies two of them (q q',
+c^2), which must stay finite doubles."""
+
+
+def _diagonals(arch: Architecture, x: Array, name: str) -> list[Array]:
+    """The layer diagonals of inputs ``x`` (named ``name`` in errors), refused up front where
+    they would overflow the recursion (NaN table indices, inf kernels, wrong values)."""
+    xp = BACKEND.xp
+    with BACKEND.ignore_fp_errors():
+        qs = analytic.layer_diagonals(arch, xp.sum(x * x, axis=1), x.shape[1])
+        worst = max(float(xp.max(q)) for q in qs)
+    if not worst <= MAX_VARIANCE:
+        raise ValueError(
+            f"{name} is too large for the kernel recursion: a layer variance q_l(x) reaches "
+            f"{worst:.3g} (weight_std^2 |x|^2 / n0 + bias_std^2 at layer 1), above "
+            f"{MAX_VARIANCE:g}; rescale the inputs (without bias, relu/linear kernels scale "
+            "with |x|^2 per layer, sign/step ones are scale-free)")
+    return qs
+
+
 def nngp_diagonal(arch: Architecture, x: Array) -> Array:
     """Sigma_{L+1}(x_i, x_i) for each row of x (validated, on the backend): the layer
     diagonals one layer further (what the recursion gives identical rows: c = q, det = 0)."""
     xp = BACKEND.xp
-    q = analytic.layer_diagonals(arch, xp.sum(x * x, axis=1), x.shape[1])[-1]
+    q = _diagonals(arch, x, "x")[-1]
     zero = xp.zeros_like(q)
     return arch.sw2 * expect_pair(arch.sigma, arch.sigma, q, q, q, zero,
                                            arch.order) + arch.sb2

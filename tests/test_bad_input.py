@@ -155,3 +155,35 @@ def test_results_readable_like_other_files(tmp_path):
     plain = tmp_path / "plain"
     plain.write_text("")
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("act", ["erf", "sign", "step", "relu", "linear"])
+def test_inputs_that_would_overflow_refused_up_front(act):
+    """x = 1e80 made the sigmoid table build an unbounded range (the process was OOM-killed
+    at 24 GB), sign fail on a NaN index, relu return inf silently: now one clear error,
+    before any work; inputs just inside the range give finite, correct kernels."""
+    make = gk.activations.BUILTIN[act]
+    activation = make(1.0) if act == "erf" else make()
+    net = gk.MLP(1, activation, gk.surrogates.sigmoid(1.0))
+    huge = np.array([[1e80, 0.0], [0.0, 1e80]])
+    with pytest.raises(ValueError, match="x1 is too large for the kernel recursion"):
+        net.kernels(huge, which=("nngp", "sgntk"))
+    with pytest.raises(ValueError, match="x is too large"):
+        net.nngp_diagonal(huge)
+    big = np.array([[1e74, 0.0], [0.0, 1e74]])
+    k = net.nngp(big)
+    assert np.isfinite(k).all()
+    if act == "relu":  # orthogonal inputs: q/(2 pi) off the diagonal, q/2 on it
+        q = 1e148 / 2
+        np.testing.assert_allclose(k, [[q / 2, q / (2 * np.pi)], [q / (2 * np.pi), q / 2]],
+                                   rtol=1e-14)
+
+
+def test_table_index_never_unbounded():
+    from gpukern.gaussian import table_avg, table_panels
+
+    g = gk.surrogates.sigmoid(1.0)
+    out = table_avg(g, np.array([np.inf, np.nan, 1.0]))
+    assert np.isnan(out[:2]).all() and np.isfinite(out[2])
+    with pytest.raises(ValueError, match="table of .* panels"):
+        table_panels(g, -(10**9), 10**9)
