@@ -82,6 +82,8 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
         save_json(done, metrics)
         if not keep_checkpoints:
             shutil.rmtree(out / "checkpoints" / name, ignore_errors=True)
+            if (out / "checkpoints").is_dir() and not any((out / "checkpoints").iterdir()):
+                (out / "checkpoints").rmdir()
         combined[name] = metrics
         save_json(combined_path, combined)
         log(f"[{name}] done in {metrics['seconds']:.1f} s -> {out / (name + '.png')}")
