@@ -28,6 +28,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
         raise
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a file that can be written: not a folder, in a folder that exists (made
+    here if missing) and takes new files. OSError saying why not."""
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(f"{path} is a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gpukern-probe-"):
+        pass
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -7,11 +7,12 @@ import inspect
 import math
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ._io import check_writable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,11 +85,7 @@ def _output_file(path: str, suffix: str) -> Path:
     out = Path(path)
     out = out if out.suffix == suffix else out.with_name(out.name + suffix)
     try:
-        if out.is_dir():
-            raise OSError("it is a folder")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".gpukern-probe-"):
-            pass
+        check_writable(out)
     except OSError as exc:
         raise CLIError(f"--out {out} cannot be written: {exc}") from exc
     return out

@@ -23,7 +23,6 @@ import contextlib
 import glob
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from . import _checks
 from ._backend import BACKEND
+from ._io import check_writable
 from ._threads import parallel_map, single_threaded_blas
 from .architecture import Architecture
 from .checkpoints import CheckpointStore, State, fingerprint
@@ -350,11 +350,7 @@ def _checkpoint_path(checkpoint: str | os.PathLike) -> Path:
     it (a killed process cannot remove them) are removed."""
     path = Path(checkpoint)
     try:
-        if path.is_dir():
-            raise OSError(f"{path} is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".gpukern-probe-"):
-            pass
+        check_writable(path)
     except OSError as exc:
         raise ValueError(f"checkpoint {str(path)!r} cannot be written: {exc}") from exc
     for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
