@@ -59,11 +59,16 @@ def fingerprint(net: Any, params: Params, x: Any, y: Any, lr: float, derivative:
     h = hashlib.sha256()
     h.update(json.dumps([describe_net(net), float(lr).hex(), derivative, list(record),
                          list(kernel_steps), list(kernel_sides)]).encode())
-    for a in (*params.weights, *params.biases, x, y, x_eval):
+    hash_arrays(h, (*params.weights, *params.biases, x, y, x_eval))
+    return h.hexdigest()
+
+
+def hash_arrays(h: Any, arrays: Any) -> None:
+    """Feed arrays (host or device) into the hash ``h``: shape, dtype and bytes of each."""
+    for a in arrays:
         arr = np.ascontiguousarray(BACKEND.to_host(a))
         h.update(str(arr.shape).encode() + str(arr.dtype).encode())
         h.update(arr.tobytes())
-    return h.hexdigest()
 
 
 @dataclass

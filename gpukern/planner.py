@@ -129,7 +129,11 @@ def _tiled(plan: Plan, inputs: Inputs, dtype: Any, tile: int, mirror: bool
     n1, n2 = inputs.shape
     nngp = xp.empty((n1, n2), dtype=dtype) if plan.want_nngp else None
     outs = [xp.empty((n1, n2), dtype=dtype) for _ in plan.pairs]
-    status = _cupy_status() if plan.executor == "cupy" else None  # checked once, at the end
+    status = None
+    if plan.executor == "cupy":  # one flag for the whole request, checked once at the end
+        from .kernels import cupy_fused
+
+        status = cupy_fused.new_status()
     for i0 in range(0, n1, tile):
         rows = slice(i0, min(i0 + tile, n1))
         for j0 in range(i0 if mirror else 0, n2, tile):
@@ -143,16 +147,8 @@ def _tiled(plan: Plan, inputs: Inputs, dtype: Any, tile: int, mirror: bool
                 if mirror and j0 != i0:
                     out[cols, rows] = block.T
     if status is not None:
-        from .kernels import cupy_fused
-
         cupy_fused.check_status(status)
     return nngp, outs
-
-
-def _cupy_status():
-    from .kernels import cupy_fused
-
-    return cupy_fused.new_status()
 
 
 def compute_tile(plan: Plan, inputs: Inputs, rows: slice, cols: slice, status: Any = None

@@ -224,11 +224,10 @@ def _losses(run: _Run, f: Array) -> np.ndarray:
     return BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
 
 
-def _record(run: _Run, state: State, step: int, f: Array, f_eval: Array | None, bar) -> None:
+def _record(state: State, step: int, loss: np.ndarray, f: Array, f_eval: Array | None,
+            bar) -> None:
     """Record loss and outputs of ``step`` (f on x, f_eval on x_eval, both taken before
     the step's update)."""
-    resid = f - run.y
-    loss = BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
     state.rows.append((step, loss, BACKEND.to_host(f if f_eval is None else f_eval)))
     bar.set_postfix(loss=float(np.mean(loss)))
 
@@ -265,15 +264,15 @@ def _loop(arch: Architecture, run: _Run, state: State, store: CheckpointStore | 
                     raise KeyboardInterrupt
                 else:  # outputs before the update, and the update
                     f = sgl_step(arch, params, run.x, run.y, run.lr, run.derivative)
+                loss = _losses(run, f) if want or run.on_divergence == "raise" else None
                 if run.on_divergence == "raise":
-                    loss = _losses(run, f)
                     if limit is None:  # from the first step of this call
                         y2 = float(BACKEND.to_host(0.5 * BACKEND.xp.sum(run.y * run.y)))
                         scale = max(float(np.nanmax(np.where(np.isfinite(loss), loss, 0.0))), y2)
                         limit = DIVERGENCE_FACTOR * max(scale, np.finfo(float).tiny)
                     _raise_if_diverged(run, loss, limit, step)
                 if want:
-                    _record(run, state, step, f, f_eval, bar)
+                    _record(state, step, loss, f, f_eval, bar)
                 if step == run.steps:
                     return
                 state.step += 1

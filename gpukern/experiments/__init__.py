@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
+from ..checkpoints import hash_arrays
 from . import kernel_convergence, ntk_divergence, sign_ensemble, surrogate_width
 from .common import SCALES, Context, Task, circle_task, load_task, save_json
 
@@ -94,9 +93,7 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
 def configuration(scale: str, seed: int, task: Task) -> dict:
     """What determines a run's results: scale, seed and the task (its data hashed)."""
     h = hashlib.sha256()
-    for a in (task.x_train, task.y_train, task.x_test):
-        arr = np.ascontiguousarray(a, dtype=np.float64)
-        h.update(str(arr.shape).encode() + arr.tobytes())
+    hash_arrays(h, (task.x_train, task.y_train, task.x_test))
     return {"scale": scale, "seed": seed, "task": task.description,
             "task_sha256": h.hexdigest()[:16]}
 
