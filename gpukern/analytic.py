@@ -12,8 +12,13 @@ bias_std = 0) is infinite where K_l = 0: the product is defined as 0.
 
 The per-layer diagonals q_l(i) depend on one point only and are computed once
 (:func:`layer_diagonals`); each tile (:func:`tile`) then walks all layers on its own.
-Coinciding inputs (identical rows) get c = q exactly at every layer, so det = q q' - c^2
-is exactly 0 there, never a rounding residue. Which executor computes a request, the
+Coinciding inputs (identical rows: equal row ids, decided once by the planner) get
+c = q and det = 0 exactly at every layer, never a rounding residue. For every other pair
+the determinant det = q q' - c^2 is carried from layer to layer without cancellation:
+layer 1 by Lagrange's identity (:func:`layer1_det`), each next layer from the
+activation's gaps (:func:`next_det`), so that 1 - rho stays accurate to rounding for
+nearly collinear or antipodal inputs, where arcsin/arccos forms would turn an absolute
+error eps of rho into sqrt(eps). Which executor computes a request, the
 tiling and the mirroring are :mod:`gpukern.planner`'s.
 """
 
@@ -26,7 +31,7 @@ from ._backend import BACKEND
 from .architecture import Architecture
 from .functions import ScalarFunction
 from .gaussian import expect_pair
-from .registry import EXACT_DET_MAX_FEATURES
+from .registry import EXACT_DET_MAX_FEATURES, det_gaps
 
 Array = Any
 
@@ -63,6 +68,20 @@ def layer_diagonals(arch: Architecture, sq_norms: Array, n0: int) -> list[Array]
     return out
 
 
+def _two_product(a: Array, b: Array) -> tuple[Array, Array]:
+    """(p, e) with p = fl(a b) and p + e = a b exactly (Dekker's product with Veltkamp's
+    split; the C++ headers get e from one fma, the same number)."""
+    def split(v):
+        t = 134217729.0 * v  # 2**27 + 1
+        hi = t - (t - v)
+        return hi, v - hi
+
+    p = a * b
+    ah, al = split(a)
+    bh, bl = split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
 def layer1_det(arch: Architecture, xa: Array, xb: Array) -> Array | None:
     """det_1 = q q' - c^2 of the first layer without cancellation, for few features.
 
@@ -70,9 +89,10 @@ def layer1_det(arch: Architecture, xa: Array, xb: Array) -> Array | None:
 
         det_1 = (sw^2/n0)^2 sum_{i<j} (x_i y_j - x_j y_i)^2 + (sw^2 sb^2 / n0) |x - y|^2
 
-    is accurate to rounding of itself, also for (nearly) collinear inputs, where
-    q q' - c^2 would leave a residue of order 1e-16 q q' (and arcsin turn it into 1e-8).
-    Returns None for wider inputs (cost n0^2 per entry), which use q q' - c^2.
+    with each cross term from exact products (x_i y_j - x_j y_i = (p1 - p2) + (e1 - e2)),
+    so that det_1 is accurate to a few roundings of itself also for (nearly) collinear
+    inputs, where q q' - c^2 would leave a residue of order 1e-16 q q' (and arcsin turn it
+    into 1e-8). Returns None for wider inputs (cost n0^2 per entry), which use q q' - c^2.
     """
     n0 = xa.shape[1]
     if n0 > EXACT_DET_MAX_FEATURES:
@@ -82,7 +102,9 @@ def layer1_det(arch: Architecture, xa: Array, xb: Array) -> Array | None:
     wedge = xp.zeros((xa.shape[0], xb.shape[0]))
     for i in range(n0):
         for j in range(i + 1, n0):
-            cross = xa[:, i, None] * xb[None, :, j] - xa[:, j, None] * xb[None, :, i]
+            p1, e1 = _two_product(xa[:, i, None], xb[None, :, j])
+            p2, e2 = _two_product(xa[:, j, None], xb[None, :, i])
+            cross = (p1 - p2) + (e1 - e2)
             wedge += cross * cross
     diff = xp.zeros_like(wedge)
     if sb2 > 0:
@@ -92,12 +114,33 @@ def layer1_det(arch: Architecture, xa: Array, xb: Array) -> Array | None:
     return (sw2 / n0) ** 2 * wedge + (sw2 * sb2 / n0) * diff
 
 
+def next_det(arch: Architecture, q: Array, qp: Array, c: Array, det: Array) -> Array | None:
+    """det_{l+1} = Q Q' - C^2 of the next layer without cancellation, or None when the
+    activation has no gaps (registry capability ``det_gaps``).
+
+    With Q = sw^2 (kappa + alpha) + sb^2, C = sw^2 (kappa + beta) + sb^2 (the activation's
+    :class:`~gpukern.functions.Gaps`) and S = sw^2 kappa + sb^2:
+
+        Q Q' - C^2 = sw^4 gminus gplus + sw^2 S ((sqrt(alpha) - sqrt(alphap))^2 + 2 gminus)
+
+    a sum of non-negative terms, each accurate to rounding.
+    """
+    if not det_gaps(arch.sigma.kind):
+        return None
+    xp = BACKEND.xp
+    sw2, sb2 = arch.weight_std**2, arch.bias_std**2
+    g = arch.sigma.self_gaps(q, qp, c, det)
+    s = sw2 * g.kappa + sb2
+    d = xp.sqrt(g.alpha) - xp.sqrt(g.alphap)
+    return (sw2 * sw2) * (g.gminus * g.gplus) + (sw2 * s) * (d * d + 2.0 * g.gminus)
+
+
 def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Array,
          q1: list[Array], q2: list[Array], ida: Array, idb: Array) -> tuple[Array, list[Array]]:
     """Walk all layers for one tile with array operations. Returns (NNGP, [K per pair])."""
     xp = BACKEND.xp
     same = ida[:, None] == idb[None, :]
-    det1 = layer1_det(arch, xa, xb)
+    carried = layer1_det(arch, xa, xb)
     sw2, sb2 = arch.weight_std**2, arch.bias_std**2
     sig = sw2 * gram + sb2
     ks = [sig for _ in pairs]
@@ -105,7 +148,7 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
         q = q1[l][:, None]
         qp = q2[l][None, :]
         c = xp.where(same, q, sig)
-        det = det1 if (l == 0 and det1 is not None) else xp.maximum(q * qp - c * c, 0.0)
+        det = carried if carried is not None else xp.maximum(q * qp - c * c, 0.0)
         det = xp.where(same, 0.0, det)
         q, qp = xp.broadcast_to(q, c.shape), xp.broadcast_to(qp, c.shape)
         sig = sw2 * expect_pair(arch.sigma, arch.sigma, q, qp, c, det, arch.order) + sb2
@@ -113,4 +156,6 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
             sig + sw2 * _mul0(expect_pair(p.left, p.right, q, qp, c, det, arch.order), k)
             for p, k in zip(pairs, ks)
         ]
+        if l + 1 < arch.depth:
+            carried = next_det(arch, q, qp, c, det)
     return sig, ks

@@ -13,6 +13,9 @@ function kind of :mod:`gpukern.registry` and holds everything Python knows about
 * ``gauss_avg(s2)``: E[f(v)], v ~ N(0, s2), in closed form (kinds with ``closed_avg``);
 * ``pair_closed_form(other, q, qp, c, det)``: E[f(u) g(v)] for two functions of this kind
   (kinds with ``self_pair``), det = q q' - c^2 already clamped at 0;
+* ``self_gaps(q, qp, c, det)``: for an activation f of this kind (kinds with
+  ``det_gaps``), the terms of the next layer's determinant without cancellation
+  (:class:`Gaps`; :func:`gpukern.analytic.next_det` combines them);
 * ``examples()``: instances that the contract tests run on every path.
 
 Pure-NumPy scalar constants are Python floats so that float32 work stays float32.
@@ -23,10 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ._backend import BACKEND
-from .registry import Kind
+from .registry import NORM_GAP_TAYLOR, Kind
 
 Array = Any
 Feature = tuple[float, float]  # (centre, scale); scale 0 = a breakpoint only
@@ -46,6 +49,104 @@ def classes_by_kind() -> dict[Kind, type[ScalarFunction]]:
     from . import surrogates  # noqa: F401  (defines, and so registers, its classes)
 
     return dict(sorted(_BY_KIND.items()))
+
+
+class Gaps(NamedTuple):
+    """E[f(u) f(v)] split so that the next determinant is computed without cancellation.
+
+    With E[f(u)^2] = kappa + alpha, E[f(v)^2] = kappa + alphap, E[f(u) f(v)] = kappa + beta
+    (kappa: the constant part), the gaps are gminus = sqrt(alpha alphap) - beta and
+    gplus = sqrt(alpha alphap) + beta, each computed from q, q', c and det = q q' - c^2
+    by a formula with no cancellation near rho = +1 (gminus) or rho = -1 (gplus).
+    """
+
+    kappa: Array
+    alpha: Array
+    alphap: Array
+    gminus: Array
+    gplus: Array
+
+
+def _gap_to_collinear(q: Array, qp: Array, c: Array, det: Array, sign: float) -> Array:
+    """sqrt(q q') - sign * c, as det / (sqrt(q q') + sign * c) where that has no cancellation."""
+    xp = _xp()
+    cstar = xp.sqrt(q * qp)
+    sc = sign * c
+    with BACKEND.ignore_fp_errors():
+        return xp.where(sc > 0, det / (cstar + sc), cstar - sc)
+
+
+def _erf_family_gaps(t: float, amp: float, offset: float, q: Array, qp: Array, c: Array,
+                     det: Array) -> Gaps:
+    """Gaps of f = offset + amp erf(v / sqrt t) (t = 0: sign).
+
+    erf(v / sqrt t) is the sign of v plus independent N(0, t/2) noise, so with
+    qt = q + t/2:  E[f(u) f(v)] = offset^2 + amp^2 (2/pi) asin(c / sqrt(qt qt')).
+    Splitting at the collinear covariance c* = sqrt(q q'):
+        gminus = [sqrt(alpha alphap) - beta(c*)] + amp^2 (2/pi) (asin(c*/r) - asin(c/r))
+    with r = sqrt(qt qt'), and asin x - asin y = 2 atan((x - y)/(sqrt(1-x^2) + sqrt(1-y^2)))
+    = 2 atan((c* - c) / (w + sqrt(det_t))), w^2 = r^2 - q q' = t (q + q')/2 + t^2/4,
+    det_t = r^2 - c^2 = det + w^2 (gplus: c -> -c). The first bracket depends on q, q'
+    only (:func:`_erf_norm_gap`).
+    """
+    xp = _xp()
+    half = 0.5 * t
+
+    def width(a, b):  # sqrt(qt qt' - q q') for variances a, b
+        return xp.sqrt(half * (a + b) + half * half)
+
+    two_pi = 2.0 / math.pi
+    alpha = two_pi * xp.arctan2(q, width(q, q))
+    alphap = two_pi * xp.arctan2(qp, width(qp, qp))
+    w = width(q, qp)
+    norm_gap = _erf_norm_gap(half, q, qp, alpha, alphap, w)
+    spread = w + xp.sqrt(det + w * w)
+    gminus = norm_gap + (2.0 * two_pi) * xp.arctan2(_gap_to_collinear(q, qp, c, det, 1.0), spread)
+    gplus = norm_gap + (2.0 * two_pi) * xp.arctan2(_gap_to_collinear(q, qp, c, det, -1.0), spread)
+    a2 = amp * amp
+    return Gaps(xp.full_like(q, offset * offset), a2 * alpha, a2 * alphap, a2 * gminus,
+                a2 * gplus)
+
+
+def _erf_norm_gap(half: float, q: Array, qp: Array, alpha: Array, alphap: Array, w: Array
+                  ) -> Array:
+    """N = sqrt(alpha alphap) - (2/pi) asin(x_m) >= 0, x = q/qt, x_m = sqrt(x_q x_q').
+
+    N depends on q, q' only, is 0 at q = q' and second order in q - q'. Directly it is a
+    difference of O(1) numbers (an absolute error eps, which the next layer's
+    t^2 + 4 t q + 4 det divides by t q); for nearly equal variances it is computed from
+    phi(s) = log asin(e^s), s = log x, as N = (2/pi) F expm1(phi''(s_m) delta^2 / 2) with
+    delta = (s_q - s_q')/2 = log1p(h (q - q') / (q' qt)) / 2, F = asin(x_m),
+    phi'' = (x / (r F)) (1/r^2 - x / (r F)), r^2 = 1 - x_m^2 = w^2 / (qt qt').
+    """
+    xp = _xp()
+    cstar = xp.sqrt(q * qp)
+    big_f = xp.arctan2(cstar, w)
+    direct = xp.sqrt(alpha * alphap) - (2.0 / math.pi) * big_f
+    with BACKEND.ignore_fp_errors():
+        rt2 = (q + half) * (qp + half)  # qt qt'
+        r2 = w * w / rt2
+        delta = 0.5 * xp.log1p(half * (q - qp) / (qp * (q + half)))
+        slope = cstar / (w * big_f)  # x / (r F)
+        phi2 = slope * (rt2 / (w * w) - slope)
+        taylor = (2.0 / math.pi) * big_f * xp.expm1(0.5 * phi2 * delta * delta)
+        use = xp.abs(delta) < NORM_GAP_TAYLOR * r2
+    return xp.maximum(xp.where(use, taylor, direct), 0.0)
+
+
+_SWING_TERMS = 10  # sin(theta) - theta cos(theta) as a series for theta < 1: error < 1e-20
+_SWING_COEF = tuple((-1.0) ** (k + 1) * 2.0 * k / math.factorial(2 * k + 1)
+                    for k in range(1, _SWING_TERMS + 1))
+
+
+def _swing_series(theta: Array) -> Array:
+    """sin(theta) - theta cos(theta) = sum_k (-1)^(k+1) 2k theta^(2k+1)/(2k+1)!, theta < 1
+    (where the direct form loses digits to cancellation)."""
+    t2 = theta * theta
+    series = _xp().zeros_like(theta)
+    for coef in reversed(_SWING_COEF):  # Horner in theta^2
+        series = series * t2 + coef
+    return series * t2 * theta
 
 
 class ScalarFunction:
@@ -80,6 +181,10 @@ class ScalarFunction:
                          det: Array) -> Array:
         """E[self(u) other(v)] for ``other`` of the same kind (kinds with ``self_pair``)."""
         raise NotImplementedError(f"{self!r} has no closed self pair")
+
+    def self_gaps(self, q: Array, qp: Array, c: Array, det: Array) -> Gaps:
+        """The :class:`Gaps` of E[f(u) f(v)] (kinds with ``det_gaps``)."""
+        raise NotImplementedError(f"{self!r} has no closed determinant gaps")
 
     def params(self) -> tuple[float, float, float]:
         """(a, b, c) of the descriptor."""
@@ -159,6 +264,9 @@ class ErfStep(ScalarFunction):
         rest = t1 * t2 + 2.0 * t1 * qp + 2.0 * t2 * q + 4.0 * det
         angle = xp.arctan2(2.0 * c, xp.sqrt(rest))
         return self.offset * other.offset + self.amp * other.amp * (2.0 / math.pi) * angle
+
+    def self_gaps(self, q, qp, c, det):
+        return _erf_family_gaps(self.t, self.amp, self.offset, q, qp, c, det)
 
 
 @dataclass(frozen=True)
@@ -257,6 +365,10 @@ class Heaviside(ScalarFunction):
         angle = _xp().arctan2(c, _xp().sqrt(det))
         return self.scale * other.scale * (0.25 + angle * (0.5 / math.pi))
 
+    def self_gaps(self, q, qp, c, det):
+        """scale H = scale/2 + (scale/2) sign: the erf family at t = 0."""
+        return _erf_family_gaps(0.0, 0.5 * self.scale, 0.5 * self.scale, q, qp, c, det)
+
 
 @dataclass(frozen=True)
 class ReLU(ScalarFunction):
@@ -293,6 +405,18 @@ class ReLU(ScalarFunction):
         theta = xp.arctan2(root, c)
         return (root + (math.pi - theta) * c) * (0.5 / math.pi)
 
+    def self_gaps(self, q, qp, c, det):
+        """alpha = q/2; with c* = sqrt(q q'), 2 pi gminus = pi (c* - c) - c* (sin - theta cos)
+        (each term free of cancellation); gplus = c*/2 + beta (beta >= 0)."""
+        xp = _xp()
+        cstar = xp.sqrt(q * qp)
+        root = xp.sqrt(det)
+        theta = xp.arctan2(root, c)
+        swing = xp.where(theta < 1.0, cstar * _swing_series(theta), root - theta * c)
+        gminus = (math.pi * _gap_to_collinear(q, qp, c, det, 1.0) - swing) * (0.5 / math.pi)
+        gplus = 0.5 * cstar + (root + (math.pi - theta) * c) * (0.5 / math.pi)
+        return Gaps(xp.zeros_like(q), 0.5 * q, 0.5 * qp, xp.maximum(gminus, 0.0), gplus)
+
 
 @dataclass(frozen=True)
 class Identity(ScalarFunction):
@@ -321,6 +445,10 @@ class Identity(ScalarFunction):
 
     def pair_closed_form(self, other, q, qp, c, det):
         return c
+
+    def self_gaps(self, q, qp, c, det):
+        return Gaps(_xp().zeros_like(q), q, qp, _gap_to_collinear(q, qp, c, det, 1.0),
+                    _gap_to_collinear(q, qp, c, det, -1.0))
 
 
 @dataclass(frozen=True)
@@ -351,6 +479,10 @@ class Constant(ScalarFunction):
 
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().full_like(s2, self.value)
+
+    def self_gaps(self, q, qp, c, det):
+        zero = _xp().zeros_like(q)
+        return Gaps(_xp().full_like(q, self.value * self.value), zero, zero, zero, zero)
 
 
 @dataclass(frozen=True)

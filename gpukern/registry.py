@@ -12,7 +12,10 @@ Capabilities (looked up, never discovered by evaluating a function):
 
 * ``closed_avg``: E[g(v)], v ~ N(0, s2), has a closed form (``gauss_avg``), so a Gaussian
   bump or a constant facing g gives a closed pair (the Gaussian tilt);
-* ``self_pair``: E[f(u) g(v)] of two functions of this kind has a closed form.
+* ``self_pair``: E[f(u) g(v)] of two functions of this kind has a closed form;
+* ``det_gaps``: as an activation, the next layer's determinant q q' - c^2 has a formula
+  without cancellation (``self_gaps``), so the recursion carries it from layer to layer;
+  other activations get it as q q' - c^2 (an absolute error of eps q q').
 
 A kind with neither still has a value (finite networks, Numba, the CPU map) and, facing a
 bump or constant, a Chebyshev table of its average on the CPU path (``TABLE``).
@@ -46,15 +49,16 @@ class Kind(IntEnum):
 class Capabilities:
     closed_avg: bool = False
     self_pair: bool = False
+    det_gaps: bool = False
 
 
 CAPABILITIES: dict[Kind, Capabilities] = {
-    Kind.ERF_STEP: Capabilities(closed_avg=True, self_pair=True),
+    Kind.ERF_STEP: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
     Kind.GAUSS_BUMP: Capabilities(closed_avg=True),
-    Kind.HEAVISIDE: Capabilities(closed_avg=True, self_pair=True),
-    Kind.RELU: Capabilities(closed_avg=True, self_pair=True),
-    Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True),
-    Kind.CONSTANT: Capabilities(closed_avg=True),
+    Kind.HEAVISIDE: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
+    Kind.RELU: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
+    Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
+    Kind.CONSTANT: Capabilities(closed_avg=True, det_gaps=True),
     Kind.SIGMOID: Capabilities(),
     Kind.FAST_SIGMOID: Capabilities(),
     Kind.ATAN: Capabilities(closed_avg=True),
@@ -74,6 +78,11 @@ def self_pair(kind: Kind | None) -> bool:
     return kind is not None and CAPABILITIES[kind].self_pair
 
 
+def det_gaps(kind: Kind | None) -> bool:
+    """True when an activation of this kind carries the determinant stably (``self_gaps``)."""
+    return kind is not None and CAPABILITIES[kind].det_gaps
+
+
 # Constants shared with the C++ headers (written into registry.cuh).
 TABLE_PANEL = 0.25
 """Width of a panel of the Gaussian-average tables, in u = log s."""
@@ -83,10 +92,13 @@ MAX_PAIRS = 4
 """Kernels (left, right derivative pairs) one fused recursion computes at once."""
 EXACT_DET_MAX_FEATURES = 8
 """Inputs with at most this many features get the layer-1 determinant by Lagrange's identity."""
+NORM_GAP_TAYLOR = 1e-4
+"""The erf family's norm gap takes its Taylor form where |delta| < this * (1 - x^2)."""
 
 _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
               ("kMaxPairs", "int", MAX_PAIRS),
-              ("kExactDetMaxFeatures", "int", EXACT_DET_MAX_FEATURES))
+              ("kExactDetMaxFeatures", "int", EXACT_DET_MAX_FEATURES),
+              ("kNormGapTaylor", "double", NORM_GAP_TAYLOR))
 
 
 def _camel(kind: Kind) -> str:
@@ -114,6 +126,10 @@ def header() -> str:
               "// Kinds whose self pair E[f(u) g(v)] (both of this kind) has a closed form.",
               "template <int K>", "GK_HD constexpr bool has_self_pair() {", "  switch (K) {"]
     lines += [f"    case {_camel(k)}: return {b(CAPABILITIES[k].self_pair)};" for k in Kind]
+    lines += ["  }", "  return false;", "}", "",
+              "// Activation kinds that carry the determinant stably (gaps_k).",
+              "template <int K>", "GK_HD constexpr bool has_det_gaps() {", "  switch (K) {"]
+    lines += [f"    case {_camel(k)}: return {b(CAPABILITIES[k].det_gaps)};" for k in Kind]
     lines += ["  }", "  return false;", "}", ""]
     lines += [f"constexpr {t} {name} = {v!r};" for name, t, v in _CONSTANTS]
     lines += ["", "}  // namespace gk", ""]

@@ -166,3 +166,31 @@ def test_table_interpolates_quadrature(g):
     np.testing.assert_allclose(got, quad_avg(g, s * s), rtol=1e-12)
     np.testing.assert_array_equal(table_avg(g, (s * s)[::7]), got[::7])
     assert table_avg(g, np.array([0.0]))[0] == g(np.array([0.0]))[0]
+
+
+@pytest.mark.parametrize("width1, width2", [(0.5, 0.5), (0.3, 1.2)])
+def test_boxcar_pair_quadrature_against_mpmath(width1, width2):
+    """E[box(u) box(v)] = P(|u| < w1, |v| < w2) / (w1 w2): the library's 2-D quadrature at
+    the default order against a 30-digit 1-D integral of the conditional probability
+    (mpmath, split at the jumps), including nearly coinciding and antipodal pairs."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 30
+    f, g = gk.surrogates.boxcar(width1), gk.surrogates.boxcar(width2)
+    q, qp, c, det = _cov(seed=3, m=8)
+    q, qp = np.append(q, [0.3, 1.7]), np.append(qp, [0.3, 1.7])
+    c, det = np.append(c, [0.3 * (1 - 1e-7), -1.7 * (1 - 1e-6)]), np.append(det, 0.0)
+    det = np.maximum(q * qp - c * c, 0.0)
+    got = quad_pair(f, g, q, qp, c, det)
+    for i in range(len(q)):
+        qi, qpi, ci = (mp.mpf(float(v)) for v in (q[i], qp[i], c[i]))
+        sd = mp.sqrt((qi * qpi - ci * ci) / qi)
+        slope = ci / qi
+
+        def inner(u):
+            m = slope * u
+            return mp.npdf(u, 0, mp.sqrt(qi)) * (mp.ncdf((width2 - m) / sd) -
+                                                 mp.ncdf((-width2 - m) / sd))
+
+        jumps = [p for p in (width2 / slope, -width2 / slope) if abs(p) < width1] if ci else []
+        ref = mp.quad(inner, sorted([-width1, width1, *jumps])) / (width1 * width2)
+        assert abs(got[i] - float(ref)) <= 1e-10 * abs(float(ref)), (i, got[i], ref)

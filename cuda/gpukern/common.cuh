@@ -22,8 +22,10 @@ using std::exp;
 using std::expm1;
 using std::fabs;
 using std::floor;
+using std::fma;
 using std::isinf;
 using std::log;
+using std::log1p;
 using std::sqrt;
 #endif
 

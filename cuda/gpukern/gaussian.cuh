@@ -128,4 +128,129 @@ GK_HD T pair(const Fn& f, const Fn& g, T q, T qp, T c, T det, bool& ok) {
   return dispatch_pair(f.kind, g.kind, op);
 }
 
+// ------------------------------------------------------------------------------ gaps
+// E[f(u)^2] = kappa + alpha, E[f(v)^2] = kappa + alphap, E[f(u) f(v)] = kappa + beta;
+// gminus = sqrt(alpha alphap) - beta, gplus = sqrt(alpha alphap) + beta, each without
+// cancellation (functions.Gaps and each class's self_gaps in gpukern/functions.py).
+template <typename T>
+struct Gaps {
+  T kappa, alpha, alphap, gminus, gplus;
+};
+
+// sqrt(q q') - sign c, as det / (sqrt(q q') + sign c) where that has no cancellation
+template <typename T>
+GK_HD T gap_to_collinear(T q, T qp, T c, T det, T sign) {
+  const T cstar = sqrt(q * qp);
+  const T sc = sign * c;
+  return sc > T(0) ? det / (cstar + sc) : cstar - sc;
+}
+
+// sqrt(qt qt' - q q') for variances a, b, qt = q + t/2 (half = t/2)
+template <typename T>
+GK_HD T noise_width(T half, T a, T b) {
+  return sqrt(half * (a + b) + half * half);
+}
+
+// N = sqrt(alpha alphap) - (2/pi) asin(x_m) >= 0 (functions._erf_norm_gap): for nearly
+// equal variances (2/pi) F expm1(phi'' delta^2 / 2), phi(s) = log asin(e^s), else directly
+template <typename T>
+GK_HD T erf_norm_gap(T half, T q, T qp, T alpha, T alphap, T w) {
+  const T cstar = sqrt(q * qp);
+  const T big_f = atan2(cstar, w);
+  const T direct = sqrt(alpha * alphap) - (T(2) / T(kPi)) * big_f;
+  const T rt2 = (q + half) * (qp + half);
+  const T r2 = w * w / rt2;
+  const T delta = T(0.5) * log1p(half * (q - qp) / (qp * (q + half)));
+  const T slope = cstar / (w * big_f);
+  const T phi2 = slope * (rt2 / (w * w) - slope);
+  const T taylor = (T(2) / T(kPi)) * big_f * expm1(T(0.5) * phi2 * delta * delta);
+  const T n = fabs(delta) < T(kNormGapTaylor) * r2 ? taylor : direct;
+  return n > T(0) ? n : T(0);
+}
+
+// offset + amp erf(v / sqrt t) (t = 0: sign): the sign of v plus N(0, t/2) noise, so
+// gminus = [sqrt(alpha alphap) - beta(c*)] + amp^2 (4/pi) atan((c* - c) / (w + sqrt(det + w^2)))
+template <typename T>
+GK_HD Gaps<T> erf_family_gaps(T t, T amp, T offset, T q, T qp, T c, T det) {
+  const T half = T(0.5) * t;
+  const T two_pi = T(2) / T(kPi);
+  const T alpha = two_pi * atan2(q, noise_width(half, q, q));
+  const T alphap = two_pi * atan2(qp, noise_width(half, qp, qp));
+  const T w = noise_width(half, q, qp);
+  const T norm_gap = erf_norm_gap(half, q, qp, alpha, alphap, w);
+  const T spread = w + sqrt(det + w * w);
+  const T gm = norm_gap + (T(2) * two_pi) * atan2(gap_to_collinear(q, qp, c, det, T(1)), spread);
+  const T gp = norm_gap + (T(2) * two_pi) * atan2(gap_to_collinear(q, qp, c, det, T(-1)), spread);
+  const T a2 = amp * amp;
+  return {offset * offset, a2 * alpha, a2 * alphap, a2 * gm, a2 * gp};
+}
+
+// sin(theta) - theta cos(theta) = sum_{k=1..10} (-1)^(k+1) 2k theta^(2k+1)/(2k+1)!, theta < 1
+GK_HD constexpr double swing_coef(int k) {
+  double fact = 1.0;
+  for (int i = 2; i <= 2 * k + 1; ++i) fact *= i;  // exact: odd parts below 2^53
+  return ((k % 2 == 1 ? 1.0 : -1.0) * 2.0) * k / fact;
+}
+
+template <typename T>
+GK_HD T swing_series(T theta) {
+  const T t2 = theta * theta;
+  T series = T(0);
+  for (int k = 10; k >= 1; --k) series = series * t2 + T(swing_coef(k));
+  return series * t2 * theta;
+}
+
+template <int K, typename T>
+GK_HD Gaps<T> gaps_k(const Fn f, T q, T qp, T c, T det) {
+  if constexpr (K == kErfStep) {
+    return erf_family_gaps(T(f.a), T(f.b), T(f.c), q, qp, c, det);
+  } else if constexpr (K == kHeaviside) {
+    return erf_family_gaps(T(0), T(0.5) * T(f.b), T(0.5) * T(f.b), q, qp, c, det);
+  } else if constexpr (K == kReLU) {  // 2 pi gminus = pi (c* - c) - c* (sin - theta cos)
+    const T cstar = sqrt(q * qp);
+    const T root = sqrt(det);
+    const T theta = atan2(root, c);
+    const T swing = theta < T(1) ? cstar * swing_series(theta) : root - theta * c;
+    const T gm = (T(kPi) * gap_to_collinear(q, qp, c, det, T(1)) - swing) * (T(0.5) / T(kPi));
+    const T gp = T(0.5) * cstar + (root + (T(kPi) - theta) * c) * (T(0.5) / T(kPi));
+    return {T(0), T(0.5) * q, T(0.5) * qp, gm > T(0) ? gm : T(0), gp};
+  } else if constexpr (K == kIdentity) {
+    return {T(0), q, qp, gap_to_collinear(q, qp, c, det, T(1)),
+            gap_to_collinear(q, qp, c, det, T(-1))};
+  } else if constexpr (K == kConstant) {
+    return {T(f.b) * T(f.b), T(0), T(0), T(0), T(0)};
+  } else {
+    return {T(0), T(0), T(0), T(0), T(0)};  // no gaps (has_det_gaps<K>() is false)
+  }
+}
+
+// det_{l+1} = Q Q' - C^2 = sw2^2 gminus gplus + sw2 S ((sqrt alpha - sqrt alphap)^2 + 2 gminus),
+// S = sw2 kappa + sb2 (analytic.next_det)
+template <int K, typename T>
+GK_HD T next_det_k(const Fn sigma, T sw2, T sb2, T q, T qp, T c, T det) {
+  const Gaps<T> g = gaps_k<K, T>(sigma, q, qp, c, det);
+  const T s = sw2 * g.kappa + sb2;
+  const T d = sqrt(g.alpha) - sqrt(g.alphap);
+  return (sw2 * sw2) * (g.gminus * g.gplus) + (sw2 * s) * (d * d + T(2) * g.gminus);
+}
+
+template <typename T>
+struct NextDetOp {
+  const Fn& sigma;
+  T sw2, sb2, q, qp, c, det;
+  bool& ok;
+  template <int K>
+  GK_HD T run() {
+    ok = has_det_gaps<K>();
+    return next_det_k<K, T>(sigma, sw2, sb2, q, qp, c, det);
+  }
+};
+
+// The next layer's determinant; ok = false where sigma's kind has no gaps.
+template <typename T>
+GK_HD T next_det(const Fn& sigma, T sw2, T sb2, T q, T qp, T c, T det, bool& ok) {
+  NextDetOp<T> op{sigma, sw2, sb2, q, qp, c, det, ok};
+  return dispatch_kind(sigma.kind, op);
+}
+
 }  // namespace gk

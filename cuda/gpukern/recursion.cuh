@@ -2,8 +2,9 @@
 // registers:
 //   Sigma_1 = sw2 <x, x'>/n0 + sb2,  Sigma_{l+1} = sw2 E[s(u) s(v)] + sb2,
 //   K_1 = Sigma_1,                   K_{l+1} = Sigma_{l+1} + sw2 E[a(u) b(v)] K_l  (0 * inf = 0)
-// with c = q exactly and det = 0 for coinciding inputs, and the layer-1 determinant by
-// Lagrange's identity for n0 <= 8 (no cancellation for collinear inputs).
+// with c = q exactly and det = 0 for coinciding inputs, the layer-1 determinant by
+// Lagrange's identity for n0 <= 8 and each next one from sigma's gaps (next_det), so
+// that det = q q' - c^2 never suffers cancellation for (anti)collinear inputs.
 #pragma once
 
 #include "gaussian.cuh"
@@ -15,13 +16,21 @@ GK_HD T mul0(T d, T k) {
   return (k == T(0) || d == T(0)) ? T(0) : d * k;
 }
 
+// a b - c d from exact products: (p1 - p2) + (e1 - e2), e = fma(a, b, -p) the rounding
+// error of p = a b (analytic._two_product's number)
+template <typename T>
+GK_HD T cross_product(T a, T b, T c, T d) {
+  const T p1 = a * b, p2 = c * d;
+  return (p1 - p2) + (fma(a, b, -p1) - fma(c, d, -p2));
+}
+
 // det_1 = (sw2/n0)^2 sum_{i<j} (x_i y_j - x_j y_i)^2 + (sw2 sb2 / n0) |x - y|^2
 template <typename T>
 GK_HD T layer1_det(const T* x, const T* y, int n0, T sw2, T sb2) {
   T wedge = T(0);
   for (int i = 0; i < n0; ++i)
     for (int j = i + 1; j < n0; ++j) {
-      const T cross = x[i] * y[j] - x[j] * y[i];
+      const T cross = cross_product(x[i], y[j], x[j], y[i]);
       wedge += cross * cross;
     }
   T diff = T(0);
@@ -43,7 +52,8 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
   T sig = sw2 * gram + sb2;
   T k[kMaxPairs];
   for (int p = 0; p < npairs; ++p) k[p] = sig;
-  bool ok = true, good = true;
+  bool ok = true, good = true, carried = false;
+  T det_next = T(0);
   for (int l = 0; l < depth; ++l) {
     const T q = q1[l * s1], qp = q2[l * s2];
     const T c = same ? q : sig;
@@ -52,6 +62,8 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
       det = T(0);
     } else if (l == 0 && n0 <= kExactDetMaxFeatures) {
       det = layer1_det(x, y, n0, sw2, sb2);
+    } else if (carried) {
+      det = det_next;
     } else {
       det = q * qp - c * c;
       det = det > T(0) ? det : T(0);
@@ -63,6 +75,7 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
       good = good && ok;
       k[p] = next + sw2 * mul0(d, k[p]);
     }
+    if (l + 1 < depth) det_next = gk::next_det(sigma, sw2, sb2, q, qp, c, det, carried);
     sig = next;
   }
   *nngp_out = sig;

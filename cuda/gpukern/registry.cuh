@@ -76,9 +76,30 @@ GK_HD constexpr bool has_self_pair() {
   return false;
 }
 
+// Activation kinds that carry the determinant stably (gaps_k).
+template <int K>
+GK_HD constexpr bool has_det_gaps() {
+  switch (K) {
+    case kErfStep: return true;
+    case kGaussBump: return false;
+    case kHeaviside: return true;
+    case kReLU: return true;
+    case kIdentity: return true;
+    case kConstant: return true;
+    case kSigmoid: return false;
+    case kFastSigmoid: return false;
+    case kAtan: return false;
+    case kBoxcar: return false;
+    case kTriangle: return false;
+    case kTable: return false;
+  }
+  return false;
+}
+
 constexpr double kTablePanel = 0.25;
 constexpr int kTableCheb = 21;
 constexpr int kMaxPairs = 4;
 constexpr int kExactDetMaxFeatures = 8;
+constexpr double kNormGapTaylor = 0.0001;
 
 }  // namespace gk

@@ -87,9 +87,38 @@ bool pair_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* qp, co
   return gk::dispatch_pair(f.kind, g.kind, op);
 }
 
+// out[j] = the next layer's determinant over one chunk (gk::next_det_k); false where
+// sigma's kind has no gaps (the next layer then uses q q' - c^2).
+struct NextDetChunk {
+  const gk::Fn& sigma;
+  double sw2, sb2, q;
+  const double* __restrict qp;
+  const double* __restrict c;
+  const double* __restrict det;
+  double* __restrict out;
+
+  template <int K>
+  bool run() {
+    if constexpr (!gk::has_det_gaps<K>()) {
+      return false;
+    } else {
+      const gk::Fn s = sigma;
+      const double qq = q, w2 = sw2, b2 = sb2;
+      const double* __restrict qpv = qp;
+      const double* __restrict cv = c;
+      const double* __restrict detv = det;
+      double* __restrict o = out;
+#pragma omp simd aligned(qpv, cv, detv, o : kAlign)
+      for (int j = 0; j < kChunk; ++j)
+        o[j] = gk::next_det_k<K, double>(s, w2, b2, qq, qpv[j], cv[j], detv[j]);
+      return true;
+    }
+  }
+};
+
 // Per-thread state: the chunk's buffers.
 struct Work {
-  Buf gram, sig, next, c, det, d, qp, same, shared;
+  Buf gram, sig, next, c, det, d, qp, same, shared, carry;
   Buf k[gk::kMaxPairs];
 };
 
@@ -161,6 +190,7 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
         for (int p = 0; p < npairs; ++p)
           std::copy(sig, sig + kChunk, w->k[p].v);
 
+        bool carried = false;  // w->carry holds this layer's det (from the last one)
         for (int l = 0; l < depth; ++l) {
           const double q = q1[(int64_t)l * n1 + i];
           double* __restrict qp = w->qp.v;
@@ -168,11 +198,13 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           double* __restrict det = w->det.v;
           std::copy(q2p.data() + (size_t)l * m + j0, q2p.data() + (size_t)l * m + j0 + kChunk,
                     qp);
-#pragma omp simd aligned(qp, c, det, sig, same : kAlign)
+          const double* __restrict carry = w->carry.v;
+#pragma omp simd aligned(qp, c, det, sig, same, carry : kAlign)
           for (int j = 0; j < kChunk; ++j) {
             c[j] = same[j] != 0.0 ? q : sig[j];
             const double r = q * qp[j] - c[j] * c[j];
-            det[j] = same[j] != 0.0 ? 0.0 : (r > 0.0 ? r : 0.0);
+            const double fresh = r > 0.0 ? r : 0.0;
+            det[j] = same[j] != 0.0 ? 0.0 : (carried ? carry[j] : fresh);
           }
           if (l == 0 && exact_det)
             for (int j = 0; j < len; ++j)
@@ -201,6 +233,10 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
             double* __restrict kp = w->k[p].v;
 #pragma omp simd aligned(kp, dp, next : kAlign)
             for (int j = 0; j < kChunk; ++j) kp[j] = next[j] + sw2 * gk::mul0(dp[j], kp[j]);
+          }
+          if (l + 1 < depth) {
+            NextDetChunk op{sigma, sw2, sb2, q, qp, c, det, w->carry.v};
+            carried = gk::dispatch_kind(sigma.kind, op);
           }
           std::copy(next, next + kChunk, sig);
         }
