@@ -15,7 +15,7 @@ The per-layer diagonals q_l(i) depend on one point only and are computed once
 Coinciding inputs (identical rows: equal row ids, decided once by the planner) get
 c = q and det = 0 exactly at every layer, never a rounding residue. For every other pair
 the determinant det = q q' - c^2 is carried from layer to layer without cancellation:
-layer 1 by Lagrange's identity (:func:`layer1_det`), each next layer from the
+layer 1 from the inputs (:func:`layer1_det`), each next layer from the
 activation's gaps (:func:`next_det`), so that 1 - rho stays accurate to rounding for
 nearly collinear or antipodal inputs, where arcsin/arccos forms would turn an absolute
 error eps of rho into sqrt(eps). Which executor computes a request, the
@@ -31,7 +31,7 @@ from ._backend import BACKEND
 from .architecture import Architecture
 from .functions import ScalarFunction
 from .gaussian import expect_pair
-from .registry import EXACT_DET_MAX_FEATURES, det_gaps
+from .registry import EXACT_DET_MAX_FEATURES, WIDE_DET_RECHECK, det_gaps
 
 Array = Any
 
@@ -82,23 +82,30 @@ def _two_product(a: Array, b: Array) -> tuple[Array, Array]:
     return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
-def layer1_det(arch: Architecture, xa: Array, xb: Array) -> Array | None:
-    """det_1 = q q' - c^2 of the first layer without cancellation, for few features.
+def layer1_det(arch: Architecture, xa: Array, xb: Array, q: Array, qp: Array, c: Array
+               ) -> Array:
+    """det_1 = q q' - c^2 of the first layer without cancellation.
 
     Lagrange's identity: |x|^2 |y|^2 - <x, y>^2 = sum_{i<j} (x_i y_j - x_j y_i)^2, so
 
         det_1 = (sw^2/n0)^2 sum_{i<j} (x_i y_j - x_j y_i)^2 + (sw^2 sb^2 / n0) |x - y|^2
 
-    with each cross term from exact products (x_i y_j - x_j y_i = (p1 - p2) + (e1 - e2)),
-    so that det_1 is accurate to a few roundings of itself also for (nearly) collinear
-    inputs, where q q' - c^2 would leave a residue of order 1e-16 q q' (and arcsin turn it
-    into 1e-8). Returns None for wider inputs (cost n0^2 per entry), which use q q' - c^2.
+    with each cross term from exact products (x_i y_j - x_j y_i = (p1 - p2) + (e1 - e2)):
+    accurate to a few roundings of itself also for (nearly) collinear inputs, where
+    q q' - c^2 would leave a residue of order 1e-16 q q' (and arcsin turn it into 1e-8).
+    That costs n0^2 per entry; wider inputs take q q' - c^2 and recompute the entries
+    where it is below WIDE_DET_RECHECK * q q' (:func:`_residual_det`, n0 per entry).
     """
     n0 = xa.shape[1]
-    if n0 > EXACT_DET_MAX_FEATURES:
-        return None
     xp = BACKEND.xp
     sw2, sb2 = arch.weight_std**2, arch.bias_std**2
+    if n0 > EXACT_DET_MAX_FEATURES:
+        det = xp.maximum(q * qp - c * c, 0.0)
+        rows, cols = xp.nonzero(det < WIDE_DET_RECHECK * (q * qp))
+        for start in range(0, int(rows.shape[0]), _RECHECK_CHUNK):
+            i, j = rows[start:start + _RECHECK_CHUNK], cols[start:start + _RECHECK_CHUNK]
+            det[i, j] = _residual_det(xa[i], xb[j], sw2, sb2)
+        return det
     wedge = xp.zeros((xa.shape[0], xb.shape[0]))
     for i in range(n0):
         for j in range(i + 1, n0):
@@ -112,6 +119,43 @@ def layer1_det(arch: Architecture, xa: Array, xb: Array) -> Array | None:
             d = xa[:, i, None] - xb[None, :, i]
             diff += d * d
     return (sw2 / n0) ** 2 * wedge + (sw2 * sb2 / n0) * diff
+
+
+_RECHECK_CHUNK = 1 << 14  # entries recomputed at once (memory: this times n0 doubles)
+
+
+def _residual_det(x: Array, y: Array, sw2: float, sb2: float) -> Array:
+    """det_1 of row pairs (x[m], y[m]) in O(n0): |x|^2 |y|^2 - <x, y>^2 = |x|^2 |y - lam x|^2
+    for lam = <x, y>/|x|^2. An error d of lam adds d^2 |x|^4, so lam is carried as
+    hi + lo (hi = <x, y>/|x|^2, lo = <x, r>/|x|^2 its refinement: a float alone is off
+    by half an ulp) and r = ((y - p) - e) - lo x with p + e = hi x exactly. Sums run
+    feature by feature (the order of recursion.cuh's layer1_det_wide)."""
+    xp = BACKEND.xp
+    n0 = x.shape[1]
+
+    def residual(k, hi, lo):
+        p, e = _two_product(hi, x[:, k])
+        return ((y[:, k] - p) - e) - lo * x[:, k]
+
+    xx, xy = xp.zeros(x.shape[0]), xp.zeros(x.shape[0])
+    for k in range(n0):
+        xx += x[:, k] * x[:, k]
+        xy += x[:, k] * y[:, k]
+    live = xx > 0
+    zero = xp.zeros_like(xx)
+    with BACKEND.ignore_fp_errors():
+        hi = xp.where(live, xy / xx, 0.0)
+        xr = xp.zeros_like(xx)
+        for k in range(n0):
+            xr += x[:, k] * residual(k, hi, zero)
+        lo = xp.where(live, xr / xx, 0.0)
+    rr, diff = xp.zeros_like(xx), xp.zeros_like(xx)
+    for k in range(n0):
+        r = residual(k, hi, lo)
+        rr += r * r
+        d = x[:, k] - y[:, k]
+        diff += d * d
+    return (sw2 / n0) ** 2 * (xx * rr) + (sw2 * sb2 / n0) * diff
 
 
 def next_det(arch: Architecture, q: Array, qp: Array, c: Array, det: Array) -> Array | None:
@@ -140,15 +184,18 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
     """Walk all layers for one tile with array operations. Returns (NNGP, [K per pair])."""
     xp = BACKEND.xp
     same = ida[:, None] == idb[None, :]
-    carried = layer1_det(arch, xa, xb)
     sw2, sb2 = arch.weight_std**2, arch.bias_std**2
     sig = sw2 * gram + sb2
     ks = [sig for _ in pairs]
+    carried = None
     for l in range(arch.depth):
         q = q1[l][:, None]
         qp = q2[l][None, :]
         c = xp.where(same, q, sig)
-        det = carried if carried is not None else xp.maximum(q * qp - c * c, 0.0)
+        if l == 0:
+            det = layer1_det(arch, xa, xb, q, qp, c)
+        else:
+            det = carried if carried is not None else xp.maximum(q * qp - c * c, 0.0)
         det = xp.where(same, 0.0, det)
         q, qp = xp.broadcast_to(q, c.shape), xp.broadcast_to(qp, c.shape)
         sig = sw2 * expect_pair(arch.sigma, arch.sigma, q, qp, c, det, arch.order) + sb2

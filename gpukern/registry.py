@@ -92,12 +92,15 @@ MAX_PAIRS = 4
 """Kernels (left, right derivative pairs) one fused recursion computes at once."""
 EXACT_DET_MAX_FEATURES = 8
 """Inputs with at most this many features get the layer-1 determinant by Lagrange's identity."""
+WIDE_DET_RECHECK = 1e-4
+"""Wider inputs: a layer-1 q q' - c^2 below this * q q' is recomputed from the inputs."""
 NORM_GAP_TAYLOR = 1e-4
 """The erf family's norm gap takes its Taylor form where |delta| < this * (1 - x^2)."""
 
 _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
               ("kMaxPairs", "int", MAX_PAIRS),
               ("kExactDetMaxFeatures", "int", EXACT_DET_MAX_FEATURES),
+              ("kWideDetRecheck", "double", WIDE_DET_RECHECK),
               ("kNormGapTaylor", "double", NORM_GAP_TAYLOR))
 
 

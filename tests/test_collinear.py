@@ -32,6 +32,11 @@ AGREE = 1e-12  # executors against each other
 
 
 # --------------------------------------------------------------------------- reference
+def _clamp(rho):
+    """rho in [-1, 1]: exactly collinear inputs may land a last digit beyond it."""
+    return max(min(rho, mp.mpf(1)), mp.mpf(-1))
+
+
 def _pair(f, g, q, qp, c):
     """E[f(u) g(v)] in closed form at mpmath precision; det = q q' - c^2 exactly here."""
     det = q * qp - c * c
@@ -44,14 +49,14 @@ def _pair(f, g, q, qp, c):
     if isinstance(f, fns.ErfStep) and isinstance(g, fns.ErfStep):
         den = mp.sqrt((f.t + 2 * q) * (g.t + 2 * qp))
         rho = 2 * c / den if den > 0 else mp.mpf(0)
-        return f.offset * g.offset + f.amp * g.amp * (2 / mp.pi) * mp.asin(rho)
+        return f.offset * g.offset + f.amp * g.amp * (2 / mp.pi) * mp.asin(_clamp(rho))
     if isinstance(f, fns.Heaviside) and isinstance(g, fns.Heaviside):
         rho = c / mp.sqrt(q * qp) if q * qp > 0 else mp.mpf(0)
-        return f.scale * g.scale * (mp.mpf(1) / 4 + mp.asin(rho) / (2 * mp.pi))
+        return f.scale * g.scale * (mp.mpf(1) / 4 + mp.asin(_clamp(rho)) / (2 * mp.pi))
     if isinstance(f, fns.ReLU) and isinstance(g, fns.ReLU):
         if q * qp == 0:
             return mp.mpf(0)
-        theta = mp.acos(max(min(c / mp.sqrt(q * qp), 1), -1))
+        theta = mp.acos(_clamp(c / mp.sqrt(q * qp)))
         return (mp.sqrt(det) + (mp.pi - theta) * c) / (2 * mp.pi)
     if isinstance(f, fns.Identity) and isinstance(g, fns.Identity):
         return c
@@ -150,6 +155,20 @@ def test_collinear_points_against_exact_reference(act, bias_std):
     assert np.linalg.eigvalsh(nngp)[0] >= -1e-12 * np.abs(nngp).max()
 
 
+@pytest.mark.parametrize("act", activations()[:2] + activations()[4:5], ids=repr)
+def test_wide_collinear_inputs_against_exact_reference(act):
+    """20 features (layer-1 determinant recomputed from the inputs where q q' - c^2 is
+    ill-conditioned): scalings of one direction and a pair 1e-9 apart in angle, depth 3."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=20)
+    x = collinear_points(base, [1.0, 1.1, 1.0, -0.7, 1.0], [0.0, 0.0, 1e-9, 0.0, 0.4])
+    net = gk.MLP(3, act, gk.surrogates.erf(2.0))
+    left, right = kernel_sides(act)
+    ref_nngp, ref_k = reference(net, x, left, right)
+    assert_close(net.nngp(x), ref_nngp, "nngp")
+    assert_close(net.kernel(x, left=left, right=right), ref_k, "kernel")
+
+
 def test_sign_nngp_of_the_issue_is_psd_and_not_degenerate():
     """The sign NNGP the issue reported (K[0,1] = 1, min eigenvalue -0.0042)."""
     k = gk.MLP(4, gk.activations.sign()).nngp(ISSUE_POINTS)
@@ -159,7 +178,8 @@ def test_sign_nngp_of_the_issue_is_psd_and_not_degenerate():
 
 point_sets = st.builds(
     lambda base, scales, tilts, zero: (base, scales, tilts, zero),
-    st.lists(st.floats(-2, 2).filter(lambda v: abs(v) > 0.1), min_size=2, max_size=5),
+    # up to 12 features: Lagrange's identity (n0 <= 8) and the residual form (wider)
+    st.lists(st.floats(-2, 2).filter(lambda v: abs(v) > 0.1), min_size=2, max_size=12),
     st.lists(st.sampled_from([1.0, 1.0 + 1e-12, 1.0 + 1e-7, 1.3, 0.4, -1.0, -1.0 - 1e-9, -0.7]),
              min_size=3, max_size=4),
     st.lists(st.sampled_from([0.0, 0.0, 1e-14, 1e-9, 1e-5, 0.3]), min_size=4, max_size=4),

@@ -186,7 +186,7 @@ def test_boxcar_pair_quadrature_against_mpmath(width1, width2):
         sd = mp.sqrt((qi * qpi - ci * ci) / qi)
         slope = ci / qi
 
-        def inner(u):
+        def inner(u, qi=qi, slope=slope, sd=sd):
             m = slope * u
             return mp.npdf(u, 0, mp.sqrt(qi)) * (mp.ncdf((width2 - m) / sd) -
                                                  mp.ncdf((-width2 - m) / sd))

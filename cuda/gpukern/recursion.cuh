@@ -3,7 +3,8 @@
 //   Sigma_1 = sw2 <x, x'>/n0 + sb2,  Sigma_{l+1} = sw2 E[s(u) s(v)] + sb2,
 //   K_1 = Sigma_1,                   K_{l+1} = Sigma_{l+1} + sw2 E[a(u) b(v)] K_l  (0 * inf = 0)
 // with c = q exactly and det = 0 for coinciding inputs, the layer-1 determinant by
-// Lagrange's identity for n0 <= 8 and each next one from sigma's gaps (next_det), so
+// Lagrange's identity for n0 <= 8 (wider: q q' - c^2, recomputed from the inputs where it
+// is below kWideDetRecheck q q') and each next one from sigma's gaps (next_det), so
 // that det = q q' - c^2 never suffers cancellation for (anti)collinear inputs.
 #pragma once
 
@@ -42,8 +43,38 @@ GK_HD T layer1_det(const T* x, const T* y, int n0, T sw2, T sb2) {
   return (sw2 / T(n0)) * (sw2 / T(n0)) * wedge + (sw2 * sb2 / T(n0)) * diff;
 }
 
+// y - (hi + lo) x with hi x an exact product
+template <typename T>
+GK_HD T residual(T hi, T lo, T x, T y) {
+  const T p = hi * x;
+  return ((y - p) - fma(hi, x, -p)) - lo * x;
+}
+
+// det_1 of wider inputs in O(n0): |x|^2 |y|^2 - <x, y>^2 = |x|^2 |y - lam x|^2,
+// lam = hi + lo = <x, y>/|x|^2 + <x, r>/|x|^2 (analytic._residual_det)
+template <typename T>
+GK_HD T layer1_det_wide(const T* x, const T* y, int n0, T sw2, T sb2) {
+  T xx = T(0), xy = T(0);
+  for (int k = 0; k < n0; ++k) {
+    xx += x[k] * x[k];
+    xy += x[k] * y[k];
+  }
+  const T hi = xx > T(0) ? xy / xx : T(0);
+  T xr = T(0);
+  for (int k = 0; k < n0; ++k) xr += x[k] * residual(hi, T(0), x[k], y[k]);
+  const T lo = xx > T(0) ? xr / xx : T(0);
+  T rr = T(0), diff = T(0);
+  for (int k = 0; k < n0; ++k) {
+    const T r = residual(hi, lo, x[k], y[k]);
+    rr += r * r;
+    const T d = x[k] - y[k];
+    diff += d * d;
+  }
+  return (sw2 / T(n0)) * (sw2 / T(n0)) * (xx * rr) + (sw2 * sb2 / T(n0)) * diff;
+}
+
 // One entry. q1[l * s1], q2[l * s2] are the layer-l diagonals of the two points; x, y
-// their inputs (only read when n0 <= 8). Returns false if a pair has no closed form.
+// their inputs. Returns false if a pair has no closed form.
 template <typename T>
 GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
                            const Fn* lefts, const Fn* rights, T gram, const T* q1, int s1,
@@ -67,6 +98,7 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
     } else {
       det = q * qp - c * c;
       det = det > T(0) ? det : T(0);
+      if (l == 0 && det < T(kWideDetRecheck) * (q * qp)) det = layer1_det_wide(x, y, n0, sw2, sb2);
     }
     const T next = sw2 * pair(sigma, sigma, q, qp, c, det, ok) + sb2;
     good = good && ok;

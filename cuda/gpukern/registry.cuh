@@ -100,6 +100,7 @@ constexpr double kTablePanel = 0.25;
 constexpr int kTableCheb = 21;
 constexpr int kMaxPairs = 4;
 constexpr int kExactDetMaxFeatures = 8;
+constexpr double kWideDetRecheck = 0.0001;
 constexpr double kNormGapTaylor = 0.0001;
 
 }  // namespace gk

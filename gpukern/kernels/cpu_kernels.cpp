@@ -210,6 +210,10 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
             for (int j = 0; j < len; ++j)
               if (same[j] == 0.0)
                 det[j] = gk::layer1_det(xi, x2 + (int64_t)(j0 + j) * n0, n0, sw2, sb2);
+          if (l == 0 && !exact_det)  // wide inputs: recompute the ill-conditioned entries
+            for (int j = 0; j < len; ++j)
+              if (same[j] == 0.0 && det[j] < gk::kWideDetRecheck * (q * qp[j]))
+                det[j] = gk::layer1_det_wide(xi, x2 + (int64_t)(j0 + j) * n0, n0, sw2, sb2);
           double* __restrict next = w->next.v;
           double* __restrict d = w->d.v;
           if (twin >= 0) {  // sigma's pair and the twin pair from one root
