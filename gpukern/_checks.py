@@ -72,12 +72,14 @@ def nonnegative(name: str, value: Any) -> float:
     return v
 
 
-def integer(name: str, value: Any, minimum: int) -> int:
-    """An int >= minimum."""
+def integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """An int >= minimum (and <= maximum)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
@@ -131,16 +133,22 @@ def inputs(name: str, x: Any, n_features: int | None = None) -> Any:
     return arr
 
 
-def targets(name: str, y: Any, n: int) -> Any:
-    """``y`` as (n,) float64 on the backend: one finite target per input ((n, 1) accepted)."""
+def targets(name: str, y: Any, n: int, n_out: int | None = None) -> Any:
+    """``y`` as float64 on the backend: (n,) for one output ((n, 1) accepted), (n, C) for
+    C > 1; ``n_out`` (the networks' outputs), when given, must match."""
     arr = BACKEND.xp.asarray(y)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one target per input), "
+    if arr.ndim not in (1, 2) or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, C) (targets per input), "
                          f"got {tuple(arr.shape)}")
+    c = 1 if arr.ndim == 1 else int(arr.shape[1])
+    if n_out is not None and c != n_out:
+        want = f"({n},)" if n_out == 1 else f"({n}, {n_out})"
+        raise ValueError(f"{name} has shape {tuple(arr.shape)} but the networks have "
+                         f"{n_out} output(s): expected {want}")
     if not bool(BACKEND.xp.isfinite(arr).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return arr.astype(BACKEND.xp.float64, copy=False)

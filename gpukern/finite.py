@@ -4,9 +4,11 @@ NTK parameterization (docs/architecture.md), E networks stacked on a leading axi
 
     z_0 = x,   h_l = sw/sqrt(n_{l-1}) z_{l-1} W_l^T + sb b_l,   z_l = sigma(h_l),   f = h_{L+1}
 
-Backward with a derivative d in {sigma', sigma~}:
+with C = n_{L+1} outputs (independent readout units; C = 1 gives scalar outputs, (E, N)
+arrays, C > 1 a trailing output axis, (E, N, C)). Backward for output c with a
+derivative d in {sigma', sigma~}:
 
-    delta_{L+1} = 1,   delta_l = sw/sqrt(n_l) (delta_{l+1} W_{l+1}) * d(h_l)
+    delta_{L+1} = e_c,   delta_l = sw/sqrt(n_l) (delta_{l+1} W_{l+1}) * d(h_l)
 
 so that df/dW_l = delta_l (sw/sqrt(n_{l-1}) z_{l-1})^T and df/db_l = sb delta_l. The
 empirical kernel never forms the Jacobian:
@@ -44,7 +46,7 @@ BLOCK_BUDGET_BYTES = 1 << 30
 class Params:
     """Parameters of E networks: ``weights[l]`` (E, n_{l+1}, n_l), ``biases[l]`` (E, n_{l+1}).
 
-    Layer l = 0..depth (the last one is the readout, n_{depth+1} = 1). Flat parameter
+    Layer l = 0..depth (the last one is the readout, n_{depth+1} = n_out). Flat parameter
     order (``ravel``, ``jacobian``): for each layer, W row-major, then b.
     Index with ``params[e]`` or ``params[a:b]`` to select networks (views, not copies).
     """
@@ -68,6 +70,11 @@ class Params:
     @property
     def depth(self) -> int:
         return len(self.weights) - 1
+
+    @property
+    def n_out(self) -> int:
+        """Outputs C per network (readout units)."""
+        return int(self.weights[-1].shape[1])
 
     @property
     def dtype(self) -> np.dtype:
@@ -108,13 +115,15 @@ class Params:
 
 
 def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int = 1,
-                seed: int = 0, dtype: Any = np.float64) -> Params:
-    """E independent networks, all entries iid N(0, 1), drawn on the host.
+                seed: int = 0, dtype: Any = np.float64, n_out: int = 1) -> Params:
+    """E independent networks with ``n_out`` outputs, all entries iid N(0, 1), drawn on
+    the host.
 
     Network e draws from its own stream ``SeedSequence(seed).spawn(E)[e]`` (W_1, b_1,
     W_2, ...), so it is the same for any ensemble size and on every backend.
     """
     n_in = _checks.integer("n_in", n_in, 1)
+    n_out = _checks.integer("n_out", n_out, 1)
     ensemble = _checks.integer("ensemble", ensemble, 1)
     seed = _checks.integer("seed", seed, 0)
     dt = _checks.float_dtype("dtype", dtype)
@@ -125,7 +134,7 @@ def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int
                              f"got {len(widths)}")
     else:
         widths = (_checks.integer("width", width, 1),) * depth
-    sizes = (n_in,) + widths + (1,)
+    sizes = (n_in,) + widths + (n_out,)
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     _checks.fits_in_memory(f"{ensemble} networks of {n_params} parameters in {dt}",
                            2 * ensemble * n_params * dt.itemsize)
@@ -153,8 +162,6 @@ def check_params(arch: Architecture, params: Any, n_in: int | None = None) -> Pa
             raise ValueError(f"params layer {l + 1} has inconsistent shapes W {tuple(w.shape)}, "
                              f"b {tuple(b.shape)}")
         prev = w.shape[1]
-    if prev != 1:
-        raise ValueError(f"params readout has {prev} outputs; expected 1")
     if n_in is not None and n_in != params.n_in:
         raise ValueError(f"x has {n_in} features but params expect n_in = {params.n_in}")
     return params
@@ -175,12 +182,19 @@ def forward(arch: Architecture, params: Params, x: Array) -> tuple[list[Array], 
     return hs, zs
 
 
+def output_axis(h: Array) -> Array:
+    """Outputs (E, N, C) as the API returns them: (E, N) for one output."""
+    return h[..., 0] if h.shape[-1] == 1 else h
+
+
 def backward(arch: Architecture, params: Params, hs: list[Array],
-             derivative: ScalarFunction) -> list[Array]:
-    """delta_1..delta_{L+1} for derivative ``derivative`` (sigma' or sigma~), each (E, N, n_l)."""
+             derivative: ScalarFunction, output: int = 0) -> list[Array]:
+    """delta_1..delta_{L+1} of output ``output`` for derivative ``derivative`` (sigma' or
+    sigma~), each (E, N, n_l)."""
     xp = BACKEND.xp
     sw = arch.weight_std
-    delta = xp.ones_like(hs[-1])
+    delta = xp.zeros_like(hs[-1])
+    delta[..., output] = 1.0
     deltas = [delta]
     for l in range(arch.depth - 1, -1, -1):
         w_next = params.weights[l + 1]  # (E, n_{l+2}, n_{l+1})
@@ -191,17 +205,19 @@ def backward(arch: Architecture, params: Params, hs: list[Array],
 
 
 def apply(arch: Architecture, params: Params, x: Array) -> Array:
-    """Network outputs f(x), shape (E, N)."""
+    """Network outputs f(x): (E, N), or (E, N, C) for C > 1 outputs."""
     hs, _ = forward(arch, params, x)
-    return hs[-1][..., 0]
+    return output_axis(hs[-1])
 
 
-def jacobian(arch: Architecture, params: Params, x: Array, derivative: ScalarFunction) -> Array:
-    """(E, N, P) Jacobian (sigma') or quasi-Jacobian (sigma~) in the ``Params.ravel`` order."""
+def jacobian(arch: Architecture, params: Params, x: Array, derivative: ScalarFunction,
+             output: int = 0) -> Array:
+    """(E, N, P) Jacobian (sigma') or quasi-Jacobian (sigma~) of output ``output`` in the
+    ``Params.ravel`` order."""
     xp = BACKEND.xp
     sw, sb = arch.weight_std, arch.bias_std
     hs, zs = forward(arch, params, x)
-    deltas = backward(arch, params, hs, derivative)
+    deltas = backward(arch, params, hs, derivative, output)
     e, n = hs[0].shape[:2]
     parts = []
     for delta, z in zip(deltas, zs):
@@ -212,9 +228,11 @@ def jacobian(arch: Architecture, params: Params, x: Array, derivative: ScalarFun
 
 
 def _features(arch: Architecture, params: Params, x: Array,
-              derivs: Sequence[ScalarFunction]) -> tuple[list[Array], list[list[Array]]]:
+              derivs: Sequence[tuple[ScalarFunction, int]]
+              ) -> tuple[list[Array], list[list[Array]]]:
+    """Post-activations and, per (derivative, output), the deltas of a block of inputs."""
     hs, zs = forward(arch, params, x)
-    return zs, [backward(arch, params, hs, d) for d in derivs]
+    return zs, [backward(arch, params, hs, d, o) for d, o in derivs]
 
 
 def _block_kernel(arch: Architecture, za: list[Array], da: list[Array] | None,
@@ -266,29 +284,34 @@ def _symmetric_block_kernel(arch: Architecture, z: list[Array], d: list[Array] |
 
 def empirical_kernel(arch: Architecture, params: Params, x1: Array, x2: Array | None,
                      left: ScalarFunction | None, right: ScalarFunction | None,
-                     budget: int = BLOCK_BUDGET_BYTES) -> Array:
-    """(E, N1, N2) empirical kernel J_left(x1) J_right(x2)^T (NNGP when left is None).
+                     budget: int = BLOCK_BUDGET_BYTES, output: int | tuple[int, int] = 0
+                     ) -> Array:
+    """(E, N1, N2) empirical kernel J_left(x1) J_right(x2)^T (NNGP when left is None) of
+    output ``output`` (or of the output pair (c, c'): the block K_cc').
 
     Inputs are processed in blocks so that activations and deltas of one block of rows
     and one of columns fit in ``budget`` bytes: memory is E N1 N2 plus the blocks,
     not E N width depth.
     """
     xp = BACKEND.xp
+    out_a, out_b = (output, output) if isinstance(output, int) else output
     if left is not None and (left.is_delta or right.is_delta):
         # a delta side (the true derivative of a jump) is 0 in every hidden layer: only the
-        # readout layer contributes, and its term is the NNGP form (delta_{L+1} = 1)
+        # readout layer contributes, and its term is the NNGP form (delta_{L+1} = e_c)
         left = right = None
     nngp = left is None
-    same_side = nngp or left == right
     xb = x1 if x2 is None else x2
     e = params.ensemble
+    if nngp and out_a != out_b:  # <e_c, e_c'> = 0: the readout term of other outputs
+        return xp.zeros((e, x1.shape[0], xb.shape[0]), dtype=params.dtype)
+    same_side = nngp or (left == right and out_a == out_b)
     itemsize = params.dtype.itemsize
     n_arrays = 1 if nngp else (2 if same_side else 3)
-    per_point = e * itemsize * (params.n_in + n_arrays * sum(params.widths) + 2)
+    per_point = e * itemsize * (params.n_in + n_arrays * sum(params.widths) + 2 + params.n_out)
     block = max(1, budget // (2 * per_point))
     out = xp.empty((e, x1.shape[0], xb.shape[0]), dtype=params.dtype)
-    derivs_a = [] if nngp else [left]
-    derivs_b = [] if nngp else ([] if same_side else [right])
+    derivs_a = [] if nngp else [(left, out_a)]
+    derivs_b = [] if nngp else ([] if same_side else [(right, out_b)])
     mirror = x2 is None and same_side
     for i0 in range(0, x1.shape[0], block):
         i1 = min(i0 + block, x1.shape[0])
@@ -305,4 +328,27 @@ def empirical_kernel(arch: Architecture, params: Params, x1: Array, x2: Array | 
             out[:, i0:i1, j0:j1] = k
             if mirror and j0 != i0:
                 out[:, j0:j1, i0:i1] = k.swapaxes(-1, -2)
+    return out
+
+
+def empirical_kernel_blocks(arch: Architecture, params: Params, x1: Array, x2: Array | None,
+                            left: ScalarFunction | None, right: ScalarFunction | None,
+                            budget: int = BLOCK_BUDGET_BYTES) -> Array:
+    """(E, N1 C, N2 C) kernel of all outputs: entry (i C + c, j C + c') is K_cc'(x_i, x'_j).
+
+    At initialisation the hidden layers are shared, so the blocks c != c' of a finite
+    network are not 0; they vanish (K ⊗ I_C) in the infinite-width limit.
+    """
+    xp = BACKEND.xp
+    c = params.n_out
+    xb = x1 if x2 is None else x2
+    _checks.fits_in_memory(f"a ({x1.shape[0] * c} x {xb.shape[0] * c}) block kernel of "
+                           f"{params.ensemble} networks",
+                           params.ensemble * x1.shape[0] * xb.shape[0] * c * c
+                           * params.dtype.itemsize)
+    out = xp.empty((params.ensemble, x1.shape[0] * c, xb.shape[0] * c), dtype=params.dtype)
+    for a in range(c):
+        for b in range(c):
+            out[:, a::c, b::c] = empirical_kernel(arch, params, x1, x2, left, right, budget,
+                                                  (a, b))
     return out

@@ -28,8 +28,10 @@ class MLP:
 
         h_1 = sw/sqrt(n0) W_1 x + sb b_1,   h_{l+1} = sw/sqrt(n_l) W_{l+1} sigma(h_l) + sb b_{l+1}
 
-    with ``depth`` hidden layers and a linear readout f = h_{depth+1}; sw = weight_std,
-    sb = bias_std, all W, b entries iid N(0, 1).
+    with ``depth`` hidden layers and a linear readout f = h_{depth+1} of C outputs
+    (``init(..., n_out=C)``); sw = weight_std, sb = bias_std, all W, b entries iid N(0, 1).
+    The C readout units are independent, so every analytic kernel of C outputs is
+    K ⊗ I_C: the kernels below are those of one output.
 
     Kernels (all (N1, N2), on the backend's device, float64 unless ``dtype`` says):
     ``nngp`` Sigma_{L+1}; ``ntk`` Theta (sigma' on both sides); ``sgntk`` I (sigma' at x1,
@@ -148,14 +150,15 @@ class MLP:
 
     # ------------------------------------------------------------------ finite width
     def init(self, n_in: int, width: int | tuple[int, ...], ensemble: int = 1, seed: int = 0,
-             dtype: Any = np.float64) -> Params:
-        """E independent networks (``width``: one int, or one per hidden layer).
+             dtype: Any = np.float64, n_out: int = 1) -> Params:
+        """E independent networks with ``n_out`` outputs (``width``: one int, or one per
+        hidden layer).
 
         All W, b entries iid N(0, 1), drawn on the host (network e from
         ``SeedSequence(seed).spawn(E)[e]``): the same seed gives the same networks on
         every backend and for any ensemble size. Stacked with the ensemble as leading axis.
         """
-        return finite.init_params(self.depth, n_in, width, ensemble, seed, dtype)
+        return finite.init_params(self.depth, n_in, width, ensemble, seed, dtype, n_out)
 
     def validate(self, params: Params, x: Array, name: str = "x") -> tuple[Params, Array]:
         """``params`` checked against this MLP, and inputs ``x`` (named ``name`` in errors)
@@ -168,12 +171,15 @@ class MLP:
         return params, arr.astype(params.dtype, copy=False)
 
     def apply(self, params: Params, x: Array) -> Array:
-        """Outputs f(x) of every network, shape (E, N); the forward pass uses sigma itself."""
+        """Outputs f(x) of every network: (E, N), or (E, N, C) for C > 1 outputs; the
+        forward pass uses sigma itself."""
         params, arr = self.validate(params, x)
         return finite.apply(self.arch, params, arr)
 
-    def jacobian(self, params: Params, x: Array, derivative: str = "surrogate") -> Array:
-        """(E, N, P) Jacobian (``derivative="true"``) or quasi-Jacobian (``"surrogate"``).
+    def jacobian(self, params: Params, x: Array, derivative: str = "surrogate",
+                 output: int = 0) -> Array:
+        """(E, N, P) Jacobian (``derivative="true"``) or quasi-Jacobian (``"surrogate"``) of
+        output ``output``.
 
         Columns in the ``Params.ravel`` order: for each layer W row-major, then b. For
         small networks and tests (it materializes E*N*P numbers); kernels should use
@@ -181,21 +187,26 @@ class MLP:
         """
         d = self.side("derivative", derivative)
         params, arr = self.validate(params, x)
+        output = _checks.integer("output", output, 0, params.n_out - 1)
         _checks.fits_in_memory(
             f"a Jacobian of shape ({params.ensemble}, {arr.shape[0]}, {params.size})",
             3 * params.ensemble * arr.shape[0] * params.size * params.dtype.itemsize,
         )
-        return finite.jacobian(self.arch, params, arr, d)
+        return finite.jacobian(self.arch, params, arr, d, output)
 
     def empirical_kernel(self, params: Params, x1: Array, x2: Array | None = None,
                          left: str = "true", right: str = "surrogate",
-                         kind: str = "ntk") -> Array:
+                         kind: str = "ntk", output: int = 0, blocks: bool = False) -> Array:
         """(E, N1, N2) empirical kernels of the ensemble, without forming any Jacobian.
 
         ``kind="ntk"``: J_left(x1) J_right(x2)^T = sum_l (D_l D_l'^T) * (sw^2/n Z Z'^T + sb^2)
         (left/right: 'true' or 'surrogate'); ``kind="nngp"``: the readout-feature Gram
         sw^2/n_L <z_L(x1), z_L(x2)> + sb^2. A jump activation's true derivative is 0
         almost everywhere: its 'true' side only sees the readout layer.
+
+        With C outputs: the kernel of output ``output``, or with ``blocks=True`` all of
+        them, (E, N1 C, N2 C) with entry (i C + c, j C + c') = K_cc'(x_i, x_j) (the
+        infinite-width limit of which is K ⊗ I_C).
         """
         _checks.choice("kind", kind, ("ntk", "nngp"))
         a = b = None
@@ -206,8 +217,11 @@ class MLP:
         if x2 is not None:
             _, arr2 = self.validate(params, x2, "x2")
         n2 = arr1.shape[0] if arr2 is None else arr2.shape[0]
+        output = _checks.integer("output", output, 0, params.n_out - 1)
+        if blocks:
+            return finite.empirical_kernel_blocks(self.arch, params, arr1, arr2, a, b)
         _checks.fits_in_memory(
             f"empirical kernels of shape ({params.ensemble}, {arr1.shape[0]}, {n2})",
             2 * params.ensemble * arr1.shape[0] * n2 * params.dtype.itemsize,
         )
-        return finite.empirical_kernel(self.arch, params, arr1, arr2, a, b)
+        return finite.empirical_kernel(self.arch, params, arr1, arr2, a, b, output=output)

@@ -36,7 +36,7 @@ from ._io import check_writable
 from ._threads import parallel_map, single_threaded_blas
 from .architecture import Architecture
 from .checkpoints import CheckpointStore, State, fingerprint
-from .finite import Params, empirical_kernel, forward
+from .finite import Params, empirical_kernel, forward, output_axis
 from .functions import ScalarFunction
 from .kernels import ops
 
@@ -48,7 +48,8 @@ class TrainResult:
     """What a run returns (all arrays on the host).
 
     ``steps`` (R,): the recorded steps; ``loss`` (R, E): L = 1/2 sum (f - y)^2 per
-    network at each; ``outputs`` (R, E, N_eval): f on ``x_eval`` at each;
+    network at each (summed over points and outputs); ``outputs`` (R, E, N_eval), or
+    (R, E, N_eval, C) for C > 1 outputs: f on ``x_eval`` at each;
     ``kernels``: {step: (E, N, N) empirical kernel on the training inputs};
     ``params``: the final parameters (on the backend).
     """
@@ -62,7 +63,8 @@ class TrainResult:
 
 def sgl_step(arch: Architecture, params: Params, x: Array, y: Array, lr: float,
              derivative: ScalarFunction) -> Array:
-    """One SGL step of every network, in place; returns the outputs f (E, N) before it.
+    """One SGL step of every network, in place; returns the outputs f before it ((E, N),
+    or (E, N, C) for C outputs; y of the same trailing shape).
 
     On NumPy each network runs its whole step (forward, fused backward and update) at
     once, so that its weights are still in cache for the backward pass and the update;
@@ -75,18 +77,18 @@ def sgl_step(arch: Architecture, params: Params, x: Array, y: Array, lr: float,
     """
     if not ops.on_host():
         hs, zs = forward(arch, params, x)
-        f = hs[-1][..., 0]
+        f = output_axis(hs[-1])
         _backward_update(arch, params, hs, zs, f - y, lr, derivative)
         return f
     f = ops.compiled_sgl_step(arch, params, x, y, lr, derivative)
     if f is not None:
         return f
-    f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
+    f = np.empty((params.ensemble,) + tuple(y.shape), dtype=params.dtype)
 
     def one(e: int) -> None:
         p = params[e]
         hs, zs = forward(arch, p, x)
-        f[e] = hs[-1][0, :, 0]
+        f[e] = output_axis(hs[-1])[0]
         _backward_update(arch, p, hs, zs, f[e:e + 1] - y, lr, derivative)
 
     _per_network(one, params.ensemble)
@@ -94,13 +96,15 @@ def sgl_step(arch: Architecture, params: Params, x: Array, y: Array, lr: float,
 
 
 def outputs(arch: Architecture, params: Params, x: Array) -> Array:
-    """Network outputs f(x), (E, N); on NumPy network by network like ``sgl_step``."""
+    """Network outputs f(x), (E, N) or (E, N, C); on NumPy network by network like
+    ``sgl_step``."""
     if not ops.on_host():
-        return forward(arch, params, x)[0][-1][..., 0]
-    f = np.empty((params.ensemble, x.shape[0]), dtype=params.dtype)
+        return output_axis(forward(arch, params, x)[0][-1])
+    extra = () if params.n_out == 1 else (params.n_out,)
+    f = np.empty((params.ensemble, x.shape[0]) + extra, dtype=params.dtype)
 
     def one(e: int) -> None:
-        f[e] = forward(arch, params[e], x)[0][-1][0, :, 0]
+        f[e] = output_axis(forward(arch, params[e], x)[0][-1])[0]
 
     _per_network(one, params.ensemble)
     return f
@@ -114,10 +118,11 @@ def _per_network(fn, n: int) -> None:
 
 def _backward_update(arch: Architecture, params: Params, hs: list[Array], zs: list[Array],
                      resid: Array, lr: float, derivative: ScalarFunction) -> None:
-    """The fused backward pass and update of ``params`` in place (resid = f - y, (E, N))."""
+    """The fused backward pass and update of ``params`` in place (resid = f - y, (E, N)
+    or (E, N, C))."""
     sw, sb = arch.weight_std, arch.bias_std
     xp = BACKEND.xp
-    delta = resid[..., None]  # (E, N, 1): delta^r_{L+1}
+    delta = resid[..., None] if resid.ndim == 2 else resid  # (E, N, C): delta^r_{L+1}
     for l in range(arch.depth, -1, -1):
         w = params.weights[l]
         scale = sw / math.sqrt(w.shape[2])
@@ -191,7 +196,7 @@ def _run_arguments(net, params, x, y, lr, steps, derivative, record_every, recor
                    x_eval, kernel_steps, kernel_sides, checkpoint_every, on_divergence) -> _Run:
     d = net.side("derivative", derivative)
     params, xa = net.validate(params, x)
-    ya = _checks.targets("y", y, xa.shape[0]).astype(params.dtype, copy=False)
+    ya = _checks.targets("y", y, xa.shape[0], params.n_out).astype(params.dtype, copy=False)
     xe = None if x_eval is None else net.validate(params, x_eval, "x_eval")[1]
     lr = _checks.positive("lr", lr)
     steps = _checks.integer("steps", steps, 0)
@@ -219,9 +224,9 @@ DIVERGENCE_FACTOR = 1e8
 
 
 def _losses(run: _Run, f: Array) -> np.ndarray:
-    """1/2 sum (f - y)^2 per network, (E,) on the host."""
+    """1/2 sum (f - y)^2 per network (over points and outputs), (E,) on the host."""
     resid = f - run.y
-    return BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=1))
+    return BACKEND.to_host(0.5 * BACKEND.xp.sum(resid * resid, axis=tuple(range(1, resid.ndim))))
 
 
 def _record(state: State, step: int, loss: np.ndarray, f: Array, f_eval: Array | None,

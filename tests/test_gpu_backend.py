@@ -95,6 +95,13 @@ SCRIPT = textwrap.dedent("""
     out["predt_mean"], out["predt_var"] = host(pred.mean), host(pred.var)
     post = gk.nngp_posterior(net, x[:6], np.sin(x[:6, 0]), x, ridge=1e-6)
     out["post_mean"] = host(post.mean)
+    p3 = net.init(3, 16, ensemble=3, seed=1, n_out=3)  # C outputs
+    y3 = np.stack([np.sin(x[:, 0]), x[:, 1], np.cos(x[:, 2])], axis=1)
+    out["apply3"] = host(net.apply(p3, x))
+    out["blocks3"] = host(net.empirical_kernel(p3, x[:5], blocks=True))
+    res3 = gk.train(net, p3, x, y3, lr=0.05, steps=10, record_every=5)
+    out["loss3"], out["train_out3"] = res3.loss, res3.outputs
+    out["pred3"] = host(gk.predict(net, x[:6], y3[:6], x, lr=0.05, steps=[5]).mean)
     np.savez(sys.argv[1] + "/" + sys.argv[2] + ".npz", **out)
 """)
 

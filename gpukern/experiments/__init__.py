@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..checkpoints import hash_arrays
-from . import kernel_convergence, ntk_divergence, sign_ensemble, surrogate_width
+from . import digits, kernel_convergence, ntk_divergence, sign_ensemble, surrogate_width
 from .common import SCALES, Context, Task, circle_task, load_task, save_json
 
 EXPERIMENTS: dict[str, Callable[[Context], dict]] = {
@@ -29,7 +29,10 @@ EXPERIMENTS: dict[str, Callable[[Context], dict]] = {
     "ntk_divergence": ntk_divergence.run,
     "sign_ensemble": sign_ensemble.run,
     "surrogate_width": surrogate_width.run,
+    "digits": digits.run,
 }
+OPTIONAL = {"digits": (digits.available, digits.INSTALL_HINT)}
+"""Experiments that need an optional extra: (is it installed, how to install it)."""
 
 __all__ = ["EXPERIMENTS", "SCALES", "reproduce", "circle_task", "load_task", "Task"]
 
@@ -48,6 +51,12 @@ def reproduce(out: str | Path, scale: str = "quick", only: Sequence[str] | None 
     for n in names:
         if n not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {n!r}; choose from {', '.join(EXPERIMENTS)}")
+    for n, (installed, hint) in OPTIONAL.items():
+        if n in names and not installed():
+            if only:
+                raise ValueError(hint)
+            log(f"[{n}] skipped: {hint}")
+            names.remove(n)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task = task or circle_task(SCALES[scale].n_test)

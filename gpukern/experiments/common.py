@@ -41,19 +41,26 @@ class Scale:
     sw_widths: tuple[int, ...] = (128, 512)
     sw_networks: int = 64
     sw_steps: int = 200
+    digits_train: int = 1000
+    digits_test: int | None = None  # None: the other 797 images
+    digits_width: int = 512
+    digits_networks: int = 20
+    digits_steps: int = 40
 
 
 SCALES = {
     "quick": Scale("quick", n_test=72),
     "paper": Scale("paper", n_test=181, conv_steps=10000, ens_widths=(100, 500, 1000),
                    ens_networks=500, ens_steps=10000, sw_widths=(128, 256, 512, 1024, 2048),
-                   sw_networks=200, sw_steps=2000, div_empirical_networks=100),
+                   sw_networks=200, sw_steps=2000, div_empirical_networks=100,
+                   digits_width=1024, digits_networks=50, digits_steps=400),
     # seconds, for the test suite only
     "tiny": Scale("tiny", n_test=12, conv_ms=(2.0, 5.0), conv_widths=(10, 40, 160),
                   conv_networks=3, conv_steps=5, div_ms=(1.0, 10.0, 100.0),
                   div_empirical_width=32, div_empirical_networks=3, ens_widths=(16, 32),
                   ens_networks=6, ens_steps=5, sw_ks=(1.0, 4.0), sw_widths=(16, 32),
-                  sw_networks=6, sw_steps=5),
+                  sw_networks=6, sw_steps=5, digits_train=150, digits_test=60,
+                  digits_width=16, digits_networks=3, digits_steps=4),
 }
 
 
@@ -67,6 +74,11 @@ class Task:
     alpha_train: np.ndarray | None = None
     alpha_test: np.ndarray | None = None
     description: str = ""
+
+    @property
+    def n_out(self) -> int:
+        """Outputs C per point (targets y of shape (N,) or (N, C))."""
+        return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
     @property
     def on_circle(self) -> bool:
@@ -95,7 +107,8 @@ def circle_task(n_test: int, n_train: int = 8) -> Task:
 
 
 def load_task(path: str | os.PathLike) -> Task:
-    """User data: .npz with arrays x (N, n0) and y (N,), or .csv/.txt (last column y)."""
+    """User data: .npz with arrays x (N, n0) and y (N,) or (N, C), or .csv/.txt (last
+    column y)."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"--train file {path} does not exist")
@@ -112,9 +125,10 @@ def load_task(path: str | os.PathLike) -> Task:
         raise ValueError(f"--train {path} cannot be read: {exc}") from exc
     if y.ndim == 2 and y.shape[1:] == (1,) and y.shape[0] == x.shape[0]:
         y = y[:, 0]  # one target per point, as the API accepts it
-    if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] < 2 or x.shape[1] < 1:
-        raise ValueError(f"--train {path}: expected x of shape (N, n0) and y of shape (N,), N >= 2; "
-                         f"got {x.shape} and {y.shape}")
+    if (x.ndim != 2 or y.ndim not in (1, 2) or y.shape[0] != x.shape[0] or x.shape[0] < 2
+            or x.shape[1] < 1):
+        raise ValueError(f"--train {path}: expected x of shape (N, n0) and y of shape (N,) or "
+                         f"(N, C), N >= 2; got {x.shape} and {y.shape}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError(f"--train {path} contains NaN or inf")
     return Task(x, y, x.copy(), description=f"user data from {path.name}: {x.shape[0]} points")

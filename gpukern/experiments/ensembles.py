@@ -15,7 +15,7 @@ from .common import Context, learning_rate
 class EnsembleRun:
     lr: float
     steps: int
-    outputs: np.ndarray  # (E, N_test) at the last step
+    outputs: np.ndarray  # (E, N_test) or (E, N_test, C) at the last step
     loss: np.ndarray  # (R, E)
     record_steps: np.ndarray
 
@@ -26,7 +26,7 @@ def train_sign_ensemble(ctx: Context, experiment: str, net: gk.MLP, width: int, 
     task = ctx.task
     lr = learning_rate(net, task.x_train, ("true", "surrogate"))
     params = net.init(task.x_train.shape[1], width, ensemble=networks,
-                      seed=ctx.seed_for(experiment, *key))
+                      seed=ctx.seed_for(experiment, *key), n_out=task.n_out)
     res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps,
                    derivative="surrogate", x_eval=task.x_test,
                    record_every=max(1, steps // 10), checkpoint=ctx.checkpoint(experiment, *key),
@@ -53,12 +53,15 @@ def _nngp_ridge(net: gk.MLP, x: np.ndarray) -> float:
 
 def distances(outputs: np.ndarray, pred: gk.Prediction, y_scale: float, boot: int = 200,
               seed: int = 0) -> dict[str, float]:
-    """RMSE over test points between ensemble mean / std and the GP's, over std(y).
+    """RMSE over test points (and outputs) between ensemble mean / std and the GP's, over
+    std(y) (the GP's variance is shared by the outputs).
 
     Standard errors from a bootstrap over networks; ``noise_floor_mean`` is the RMSE of
     the mean expected from ensemble noise alone (sqrt(mean of SE(mean)^2) / std(y)).
     """
     mean_gp, std_gp = gk.to_host(pred.mean[0]), gk.to_host(pred.std[0])
+    if outputs.ndim == 3:
+        std_gp = std_gp[:, None]
     e = outputs.shape[0]
 
     def stats(o):

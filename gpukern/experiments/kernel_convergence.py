@@ -51,7 +51,8 @@ def run(ctx: Context, kind: str) -> dict:
         if m not in analytic:
             analytic[m] = gk.to_host(net.kernel(xs, x0, left=left, right=right))[:, 0]
             arrays[f"analytic_m{m:g}"] = analytic[m]
-        params = net.init(xs.shape[1], w, ensemble=sc.conv_networks, seed=ctx.seed_for(name, m, w))
+        params = net.init(xs.shape[1], w, ensemble=sc.conv_networks, seed=ctx.seed_for(name, m, w),
+                          n_out=task.n_out)
         k0 = gk.to_host(net.empirical_kernel(params, xs, x0, left=left, right=right))[:, :, 0]
         lr = learning_rate(net, task.x_train, (left, right))
         res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=sc.conv_steps,

@@ -201,15 +201,16 @@ def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: floa
              bias_std: float, weights, biases, x: np.ndarray, y: np.ndarray, lr: float
              ) -> np.ndarray:
     """One SGL step of every network in place (weights (E, n_out, n_in), biases
-    (E, n_out)); returns the outputs f (E, N) before it. Networks run in parallel, each
-    whole (forward, backward, update) with single-threaded BLAS."""
+    (E, n_out)); returns the outputs f before it, y's shape with the ensemble in front
+    ((E, N) or (E, N, C)). Networks run in parallel, each whole (forward, backward,
+    update) with single-threaded BLAS."""
     lib = library()
     dt = x.dtype
     e, n = weights[0].shape[0], x.shape[0]
     sizes = np.asarray([x.shape[1]] + [w.shape[1] for w in weights], dtype=np.intc)
     ws = np.asarray([w.ctypes.data for w in weights], dtype=np.uintp)
     bs = np.asarray([b.ctypes.data for b in biases], dtype=np.uintp)
-    f = np.empty((e, n), dtype=dt)
+    f = np.empty((e,) + tuple(y.shape), dtype=dt)
     kind, fn, gemm = ((_F, lib.gk_cpu_sgl_step_f32, "sgemm") if dt == np.float32
                       else (_D, lib.gk_cpu_sgl_step_f64, "dgemm"))
     sig = np.asarray(sigma.descriptor(), dtype=np.float64)

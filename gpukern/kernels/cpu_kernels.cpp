@@ -344,7 +344,8 @@ void hadamard(int64_t n, int64_t m, V* __restrict out, const V* __restrict dd,
 
 // ---------------------------------------------------------------------------- SGL step
 // One full-batch SGL step of E networks (gpukern/training.py): for each network, forward
-// (h_l = scale_l z_{l-1} W_l^T + sb b_l, z_l = sigma(h_l)), residual r = f - y, then the
+// (h_l = scale_l z_{l-1} W_l^T + sb b_l, z_l = sigma(h_l)), residual r = f - y (N x C
+// outputs), then the
 // fused backward pass and update, layer by layer from the readout:
 //   grad_b = sb sum_n delta,  delta_prev = (delta W_l) scale_l * d(h_{l-1}) (old W_l),
 //   W_l += -lr scale_l delta^T z_{l-1},  b_l -= lr grad_b.
@@ -399,11 +400,14 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
           good = apply(sigma, (int64_t)n * out, hl, (const V*)nullptr, one, z[l + 1].data(),
                        false) && good;
       }
-      V* d = delta.data();
-      for (int i = 0; i < n; ++i) {
-        f_out[(int64_t)e * n + i] = h[depth][i];
-        d[i] = h[depth][i] - y[i];
-      }
+      V* d = delta.data();  // residual^T (C x n); f and y are row-major (n, C)
+      const int n_out = sizes[depth + 1];
+      for (int o = 0; o < n_out; ++o)
+        for (int i = 0; i < n; ++i) {
+          const V v = h[depth][(int64_t)o * n + i];
+          f_out[((int64_t)e * n + i) * n_out + o] = v;
+          d[(int64_t)o * n + i] = v - y[(int64_t)i * n_out + o];
+        }
       for (int l = depth; l >= 0; --l) {  // backward and update
         const int in = sizes[l], out = sizes[l + 1];
         V* w = ws[l] + (int64_t)e * out * in;
@@ -500,7 +504,7 @@ int gk_cpu_map_f32(const double* fn, int64_t n, const float* h, const float* pre
   return map<float>(fn, n, h, pre, scale, out);
 }
 
-// One SGL step of n_nets networks in place (see sgl_step); f_out (n_nets, n): the
+// One SGL step of n_nets networks in place (see sgl_step); f_out (n_nets, n, C): the
 // outputs before it. gemm: a Fortran-interface sgemm/dgemm. Returns 0 if sigma or the
 // derivative has no value kind.
 int gk_cpu_sgl_step_f64(int n_nets, int n, int depth, const int* sizes, double* const* ws,
