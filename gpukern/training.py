@@ -50,7 +50,8 @@ class TrainResult:
     ``steps`` (R,): the recorded steps; ``loss`` (R, E): L = 1/2 sum (f - y)^2 per
     network at each (summed over points and outputs); ``outputs`` (R, E, N_eval), or
     (R, E, N_eval, C) for C > 1 outputs: f on ``x_eval`` at each;
-    ``kernels``: {step: (E, N, N) empirical kernel on the training inputs};
+    ``kernels``: {step: (E, N, N) empirical kernel on the training inputs (of output 0
+    for C > 1: ``net.empirical_kernel(res.params, x, blocks=True)`` gives all)};
     ``params``: the final parameters (on the backend).
     """
 

@@ -71,6 +71,9 @@ def host_lib(tmp_path_factory):
     lib.gk_gauss_avg.restype = ctypes.c_int
     lib.gk_pair.argtypes = [_D, _D, _D, _D, _D, _D, _D, ctypes.c_int64]
     lib.gk_pair.restype = ctypes.c_int
+    lib.gk_next_det.argtypes = [_D, ctypes.c_double, ctypes.c_double, _D, _D, _D, _D, _D,
+                                ctypes.c_int64]
+    lib.gk_next_det.restype = ctypes.c_int
     lib.gk_recursion.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _I64, _I64,
                                  _D, _D, ctypes.c_int, ctypes.c_double, ctypes.c_double, _D,
                                  ctypes.c_int, _D, _D]

@@ -29,6 +29,18 @@ int gk_pair(const double* fn_f, const double* fn_g, const double* q, const doubl
   return all;
 }
 
+// The next layer's determinant from sigma's gaps (0 where its kind has none).
+int gk_next_det(const double* fn, double sw2, double sb2, const double* q, const double* qp,
+                const double* c, const double* det, double* out, int64_t n) {
+  const gk::Fn f = gk::make_fn(fn);
+  bool ok = true, all = true;
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = gk::next_det(f, sw2, sb2, q[i], qp[i], c[i], det[i], ok);
+    all = all && ok;
+  }
+  return all;
+}
+
 // The fused recursion over a whole (n1, n2) block, as the GPU kernel does it.
 int gk_recursion(int n1, int n2, int n0, const double* gram, const double* q1, const double* q2,
                  const int64_t* id1, const int64_t* id2, const double* x1, const double* x2,

@@ -46,6 +46,31 @@ def test_capabilities_are_what_the_class_implements(cls):
     caps = registry.CAPABILITIES[cls.kind]
     assert caps.closed_avg == (cls.gauss_avg is not ScalarFunction.gauss_avg)
     assert caps.self_pair == (cls.pair_closed_form is not ScalarFunction.pair_closed_form)
+    assert caps.det_gaps == (cls.self_gaps is not ScalarFunction.self_gaps)
+
+
+@pytest.mark.parametrize("kind", [k for k in Kind if registry.det_gaps(k)], ids=lambda k: k.name)
+def test_determinant_gaps_are_the_determinant(kind, host_lib):
+    """next_det (from the gaps) equals Q Q' - C^2 from the closed forms on well-separated
+    pairs (where that subtraction is accurate), and the headers compute the same numbers."""
+    from gpukern.analytic import next_det
+    from gpukern.architecture import Architecture
+
+    q, qp, c, det = _cov(m=12, seed=5)
+    for fn in classes_by_kind()[kind].examples():
+        arch = Architecture(2, fn, 1.3, 0.4, 8)
+        sw2, sb2 = arch.sw2, arch.sb2
+        big_q = sw2 * expect_pair(fn, fn, q, q, q, 0 * q) + sb2
+        big_qp = sw2 * expect_pair(fn, fn, qp, qp, qp, 0 * q) + sb2
+        big_c = sw2 * expect_pair(fn, fn, q, qp, c, det) + sb2
+        naive = big_q * big_qp - big_c * big_c
+        got = next_det(arch, q, qp, c, det)
+        np.testing.assert_allclose(got, naive, rtol=1e-9, atol=1e-12 * np.max(big_q * big_qp),
+                                   err_msg=repr(fn))
+        out = np.empty_like(q)
+        assert host_lib.gk_next_det(cptr(desc(fn)), sw2, sb2, cptr(q), cptr(qp), cptr(c),
+                                    cptr(det), cptr(out), q.size)
+        np.testing.assert_allclose(out, got, rtol=1e-13, atol=1e-300, err_msg=repr(fn))
 
 
 @pytest.mark.parametrize("fn", EXAMPLES, ids=example_id)

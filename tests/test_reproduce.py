@@ -165,6 +165,32 @@ def test_digits_experiment(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 0 and "pip install 'gpukern[data]'" in err
 
 
+def test_surrogate_scale_and_family_experiments(tmp_path):
+    """The analysis behind the two figures: I_c is a polynomial of degree depth in c whose
+    constant term is the NNGP; one SGL step scales layer l's update by c^(L+1-l); the six
+    matched surrogates have area 2 and one peak."""
+    from scipy import integrate
+
+    from gpukern.experiments import surrogate_family
+
+    out = tmp_path / "run"
+    assert main(["reproduce", "--out", str(out), "--scale", "tiny", "--no-progress",
+                 "--only", "surrogate_scale", "surrogate_family"]) == 0
+    m = json.loads((out / "surrogate_scale" / "metrics.json").read_text())
+    assert m["polynomial_residual"] < 1e-12 and m["readout_term_equals_nngp"] < 1e-12
+    for c, ratios in m["layer_update_ratio"].items():
+        np.testing.assert_allclose(ratios, [float(c) ** 2, float(c), 1.0], rtol=1e-9)
+    assert m["kernel_vs_lr_scaling"]["4"] > 0.1  # not a rescaling of the kernel
+    f = json.loads((out / "surrogate_family" / "metrics.json").read_text())
+    assert set(f["results"]) == {"erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle"}
+    for name, fn in surrogate_family.family().items():
+        area = sum(integrate.quad(lambda v, fn=fn: float(fn(np.asarray(v))), a, b, limit=200)[0]
+                   for a, b in ((-np.inf, -3), (-3, 0), (0, 3), (3, np.inf)))
+        assert abs(area - 2.0) < 1e-6, (name, area)
+        assert abs(float(fn(np.asarray(0.0))) - surrogate_family.PEAK) < 1e-12, name
+    assert (out / "surrogate_scale.png").exists() and (out / "surrogate_family.png").exists()
+
+
 def test_kernel_command_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     x1, x2 = rng.normal(size=(7, 2)), rng.normal(size=(4, 2))

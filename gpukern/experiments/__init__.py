@@ -20,7 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..checkpoints import hash_arrays
-from . import digits, kernel_convergence, ntk_divergence, sign_ensemble, surrogate_width
+from . import (
+    digits,
+    kernel_convergence,
+    ntk_divergence,
+    sign_ensemble,
+    surrogate_family,
+    surrogate_scale,
+    surrogate_width,
+)
 from .common import SCALES, Context, Task, circle_task, load_task, save_json
 
 EXPERIMENTS: dict[str, Callable[[Context], dict]] = {
@@ -29,6 +37,8 @@ EXPERIMENTS: dict[str, Callable[[Context], dict]] = {
     "ntk_divergence": ntk_divergence.run,
     "sign_ensemble": sign_ensemble.run,
     "surrogate_width": surrogate_width.run,
+    "surrogate_scale": surrogate_scale.run,
+    "surrogate_family": surrogate_family.run,
     "digits": digits.run,
 }
 OPTIONAL = {"digits": (digits.available, digits.INSTALL_HINT)}

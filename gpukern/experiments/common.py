@@ -41,11 +41,21 @@ class Scale:
     sw_widths: tuple[int, ...] = (128, 512)
     sw_networks: int = 64
     sw_steps: int = 200
+    ens_chunk: int = 0  # train ensembles in sub-ensembles of this many networks (0: one)
+    ens_dtype: str = "float64"  # the networks' dtype (float32 halves memory and traffic)
+    ens_checkpoint_every: int = 0  # steps between checkpoints (0: max(10, steps // 20))
+    ss_scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    ss_width: int = 256
+    ss_networks: int = 64
+    ss_steps: int = 200
+    sf_width: int = 256
+    sf_networks: int = 64
+    sf_steps: int = 200
     digits_train: int = 1000
     digits_test: int | None = None  # None: the other 797 images
     digits_width: int = 512
     digits_networks: int = 20
-    digits_steps: int = 40
+    digits_steps: int = 30
 
 
 SCALES = {
@@ -54,12 +64,17 @@ SCALES = {
                    ens_networks=500, ens_steps=10000, sw_widths=(128, 256, 512, 1024, 2048),
                    sw_networks=200, sw_steps=2000, div_empirical_networks=100,
                    digits_width=1024, digits_networks=50, digits_steps=400),
+    # settles surrogate_width on a 2-core CPU (~35 min for it alone); others as quick
+    "full": Scale("full", n_test=72, sw_ks=(0.5, 1.0, 2.0, 4.0, 8.0),
+                  sw_widths=(256, 512, 1024, 2048), sw_networks=400, sw_steps=80,
+                  ens_chunk=100, ens_dtype="float32", ens_checkpoint_every=40),
     # seconds, for the test suite only
     "tiny": Scale("tiny", n_test=12, conv_ms=(2.0, 5.0), conv_widths=(10, 40, 160),
                   conv_networks=3, conv_steps=5, div_ms=(1.0, 10.0, 100.0),
                   div_empirical_width=32, div_empirical_networks=3, ens_widths=(16, 32),
                   ens_networks=6, ens_steps=5, sw_ks=(1.0, 4.0), sw_widths=(16, 32),
-                  sw_networks=6, sw_steps=5, digits_train=150, digits_test=60,
+                  sw_networks=6, sw_steps=5, ss_width=16, ss_networks=4, ss_steps=4,
+                  sf_width=16, sf_networks=4, sf_steps=4, digits_train=150, digits_test=60,
                   digits_width=16, digits_networks=3, digits_steps=4),
 }
 
@@ -83,6 +98,10 @@ class Task:
     @property
     def on_circle(self) -> bool:
         return self.alpha_test is not None
+
+    def test_target(self) -> np.ndarray | None:
+        """The target function on the test inputs where it is known (the circle)."""
+        return target(self.alpha_test) if self.on_circle else None
 
     def test_axis(self) -> tuple[np.ndarray, str]:
         if self.on_circle:
@@ -202,6 +221,18 @@ def loglog_slope(x: Iterable[float], y: Iterable[float]) -> float:
     """Least-squares slope of log y against log x."""
     lx, ly = np.log(np.asarray(list(x), float)), np.log(np.asarray(list(y), float))
     return float(np.polyfit(lx, ly, 1)[0])
+
+
+def loglog_fit(x: Iterable[float], y: Iterable[float], se: Iterable[float]
+               ) -> tuple[float, float]:
+    """Weighted least-squares slope of log y against log x and its standard error, with
+    the standard errors of log y = se / y (needs at least 3 points for an error)."""
+    lx, ly = np.log(np.asarray(list(x), float)), np.log(np.asarray(list(y), float))
+    w = (np.asarray(list(y), float) / np.asarray(list(se), float)) ** 2
+    a = np.stack([np.ones_like(lx), lx], axis=1)
+    cov = np.linalg.inv(a.T @ (w[:, None] * a))
+    coef = cov @ (a.T @ (w * ly))
+    return float(coef[1]), float(np.sqrt(cov[1, 1]))
 
 
 def asinh_axis(ax, values: np.ndarray, linear_width: float = 0.5) -> None:

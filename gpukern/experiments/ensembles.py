@@ -22,16 +22,29 @@ class EnsembleRun:
 
 def train_sign_ensemble(ctx: Context, experiment: str, net: gk.MLP, width: int, networks: int,
                         steps: int, key: tuple) -> EnsembleRun:
-    """SGL of ``networks`` sign networks of ``width``; lr = 0.5/|lambda|_max(SG-NTK_XX)."""
-    task = ctx.task
+    """SGL of ``networks`` sign networks of ``width``; lr = 0.5/lambda_max(SG-NTK_XX). At
+    scales with ``ens_chunk``, in independent sub-ensembles (own seeds and checkpoints) of
+    that many networks, whose outputs are joined."""
+    task, sc = ctx.task, ctx.scale
     lr = learning_rate(net, task.x_train, ("true", "surrogate"))
-    params = net.init(task.x_train.shape[1], width, ensemble=networks,
-                      seed=ctx.seed_for(experiment, *key), n_out=task.n_out)
-    res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps,
-                   derivative="surrogate", x_eval=task.x_test,
-                   record_every=max(1, steps // 10), checkpoint=ctx.checkpoint(experiment, *key),
-                   checkpoint_every=max(10, steps // 20), progress=ctx.progress)
-    return EnsembleRun(lr, steps, res.outputs[-1], res.loss, res.steps)
+    chunk = sc.ens_chunk or networks
+    outputs, losses, rec = [], [], None
+    for part, start in enumerate(range(0, networks, chunk)):
+        sub = (part,) if sc.ens_chunk else ()
+        params = net.init(task.x_train.shape[1], width, ensemble=min(chunk, networks - start),
+                          seed=ctx.seed_for(experiment, *key, *sub), n_out=task.n_out,
+                          dtype=np.dtype(sc.ens_dtype))
+        res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps,
+                       derivative="surrogate", x_eval=task.x_test,
+                       record_every=max(1, steps // 10),
+                       checkpoint=ctx.checkpoint(experiment, *key, *sub),
+                       checkpoint_every=sc.ens_checkpoint_every or max(10, steps // 20),
+                       progress=ctx.progress)
+        del params
+        outputs.append(res.outputs[-1].astype(np.float64))
+        losses.append(res.loss)
+        rec = res.steps
+    return EnsembleRun(lr, steps, np.concatenate(outputs), np.concatenate(losses, axis=1), rec)
 
 
 def predictions(ctx: Context, net: gk.MLP, lr: float, steps: int) -> dict[str, gk.Prediction]:
@@ -43,6 +56,17 @@ def predictions(ctx: Context, net: gk.MLP, lr: float, steps: int) -> dict[str, g
     out["nngp"] = gk.nngp_posterior(net, t.x_train, t.y_train, t.x_test, full_cov=False,
                                     ridge=_nngp_ridge(net, t.x_train))
     return out
+
+
+def gp_loss_curve(net: gk.MLP, task, lr: float, steps: list[int], kernel: str) -> np.ndarray:
+    """The GP's expected training loss E[1/2 sum (f_k(X) - y)^2] = 1/2 sum ((m - y)^2 + v) at
+    each step k (v shared by the outputs)."""
+    pred = gk.predict(net, task.x_train, task.y_train, task.x_train, lr=lr, steps=steps,
+                      kernel=kernel, full_cov=False)
+    mean, var = gk.to_host(pred.mean), np.maximum(gk.to_host(pred.var), 0.0)
+    resid = mean - task.y_train
+    sq = resid * resid if resid.ndim == 2 else np.sum(resid * resid, axis=-1)
+    return 0.5 * np.sum(sq + task.n_out * var, axis=1)
 
 
 def _nngp_ridge(net: gk.MLP, x: np.ndarray) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 
 import gpukern as gk
 
-from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
+from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, loglog_fit, save_figure, save_npz
 from .ensembles import distances, predictions, train_sign_ensemble
 
 DESCRIPTIONS = {"sgntk": "SG-NTK GP", "surrogate": "surrogate–surrogate GP", "nngp": "NNGP posterior"}
@@ -39,6 +39,14 @@ def run(ctx: Context) -> dict:
         metrics["results"].setdefault(f"{k:g}", {})[str(width)] = {
             kind: distances(run_.outputs, p, y_scale, seed=int(1000 * k) + width)
             for kind, p in preds.items()}
+    if len(sc.sw_widths) >= 3:  # how each distance scales with width: slope and its SE
+        metrics["slopes"] = {
+            f"{k:g}": {kind: {what: dict(zip(("slope", "se"), loglog_fit(
+                sc.sw_widths,
+                [metrics["results"][f"{k:g}"][str(w)][kind][f"rmse_{what}"] for w in sc.sw_widths],
+                [metrics["results"][f"{k:g}"][str(w)][kind][f"rmse_{what}_se"]
+                 for w in sc.sw_widths]))) for what in ("mean", "std")}
+                       for kind in DESCRIPTIONS} for k in sc.sw_ks}
     save_npz(ctx.out / "surrogate_width" / "data.npz", **arrays)
     _plot(ctx, metrics)
     return metrics
