@@ -96,11 +96,15 @@ def _erf_family_gaps(t: float, amp: float, offset: float, q: Array, qp: Array, c
         return xp.sqrt(half * (a + b) + half * half)
 
     two_pi = 2.0 / math.pi
-    alpha = two_pi * xp.arctan2(q, width(q, q))
-    alphap = two_pi * xp.arctan2(qp, width(qp, qp))
-    w = width(q, qp)
-    norm_gap = _erf_norm_gap(half, q, qp, alpha, alphap, w)
-    spread = w + xp.sqrt(det + w * w)
+    if t == 0.0:  # sign: E[sign(u)^2] = 1 (0 at q = 0), no noise, no norm gap
+        alpha, alphap = xp.where(q > 0, 1.0, 0.0), xp.where(qp > 0, 1.0, 0.0)
+        norm_gap, spread = 0.0, xp.sqrt(det)
+    else:
+        alpha = two_pi * xp.arctan2(q, width(q, q))
+        alphap = two_pi * xp.arctan2(qp, width(qp, qp))
+        w = width(q, qp)
+        norm_gap = _erf_norm_gap(half, q, qp, alpha, alphap, w)
+        spread = w + xp.sqrt(det + w * w)
     gminus = norm_gap + (2.0 * two_pi) * xp.arctan2(_gap_to_collinear(q, qp, c, det, 1.0), spread)
     gplus = norm_gap + (2.0 * two_pi) * xp.arctan2(_gap_to_collinear(q, qp, c, det, -1.0), spread)
     a2 = amp * amp

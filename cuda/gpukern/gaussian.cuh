@@ -168,10 +168,23 @@ GK_HD T erf_norm_gap(T half, T q, T qp, T alpha, T alphap, T w) {
   return n > T(0) ? n : T(0);
 }
 
+// offset + amp sign(v) (and scale H = scale/2 + (scale/2) sign): E[sign(u)^2] = 1 (0 at
+// q = 0), gminus = (4/pi) atan((c* - c) / sqrt(det)) = (2/pi) theta
+template <typename T>
+GK_HD Gaps<T> sign_family_gaps(T amp, T offset, T q, T qp, T c, T det) {
+  const T two_pi = T(2) / T(kPi);
+  const T spread = sqrt(det);
+  const T gm = (T(2) * two_pi) * atan2(gap_to_collinear(q, qp, c, det, T(1)), spread);
+  const T gp = (T(2) * two_pi) * atan2(gap_to_collinear(q, qp, c, det, T(-1)), spread);
+  const T a2 = amp * amp;
+  return {offset * offset, a2 * (q > T(0) ? T(1) : T(0)), a2 * (qp > T(0) ? T(1) : T(0)),
+          a2 * gm, a2 * gp};
+}
+
 // offset + amp erf(v / sqrt t) (t = 0: sign): the sign of v plus N(0, t/2) noise, so
 // gminus = [sqrt(alpha alphap) - beta(c*)] + amp^2 (4/pi) atan((c* - c) / (w + sqrt(det + w^2)))
 template <typename T>
-GK_HD Gaps<T> erf_family_gaps(T t, T amp, T offset, T q, T qp, T c, T det) {
+GK_HD Gaps<T> erf_noise_gaps(T t, T amp, T offset, T q, T qp, T c, T det) {  // t > 0
   const T half = T(0.5) * t;
   const T two_pi = T(2) / T(kPi);
   const T alpha = two_pi * atan2(q, noise_width(half, q, q));
@@ -183,6 +196,12 @@ GK_HD Gaps<T> erf_family_gaps(T t, T amp, T offset, T q, T qp, T c, T det) {
   const T gp = norm_gap + (T(2) * two_pi) * atan2(gap_to_collinear(q, qp, c, det, T(-1)), spread);
   const T a2 = amp * amp;
   return {offset * offset, a2 * alpha, a2 * alphap, a2 * gm, a2 * gp};
+}
+
+template <typename T>
+GK_HD Gaps<T> erf_family_gaps(T t, T amp, T offset, T q, T qp, T c, T det) {
+  return t == T(0) ? sign_family_gaps(amp, offset, q, qp, c, det)
+                   : erf_noise_gaps(t, amp, offset, q, qp, c, det);
 }
 
 // sin(theta) - theta cos(theta) = sum_{k=1..10} (-1)^(k+1) 2k theta^(2k+1)/(2k+1)!, theta < 1
@@ -226,12 +245,27 @@ GK_HD Gaps<T> gaps_k(const Fn f, T q, T qp, T c, T det) {
 
 // det_{l+1} = Q Q' - C^2 = sw2^2 gminus gplus + sw2 S ((sqrt alpha - sqrt alphap)^2 + 2 gminus),
 // S = sw2 kappa + sb2 (analytic.next_det)
-template <int K, typename T>
-GK_HD T next_det_k(const Fn sigma, T sw2, T sb2, T q, T qp, T c, T det) {
-  const Gaps<T> g = gaps_k<K, T>(sigma, q, qp, c, det);
+template <typename T>
+GK_HD T compose_det(const Gaps<T>& g, T sw2, T sb2) {
   const T s = sw2 * g.kappa + sb2;
   const T d = sqrt(g.alpha) - sqrt(g.alphap);
   return (sw2 * sw2) * (g.gminus * g.gplus) + (sw2 * s) * (d * d + T(2) * g.gminus);
+}
+
+template <int K, typename T>
+GK_HD T next_det_k(const Fn sigma, T sw2, T sb2, T q, T qp, T c, T det) {
+  return compose_det(gaps_k<K, T>(sigma, q, qp, c, det), sw2, sb2);
+}
+
+// A jump at 0 (sign, step): its (amp, offset), for a loop that skips erf's general form
+GK_HD bool jump_at_zero(const Fn& f, double& amp, double& offset) {
+  if (f.kind == kHeaviside) {
+    amp = offset = 0.5 * f.b;
+    return true;
+  }
+  amp = f.b;
+  offset = f.c;
+  return f.kind == kErfStep && f.a == 0.0;
 }
 
 template <typename T>

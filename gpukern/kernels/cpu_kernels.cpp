@@ -30,6 +30,8 @@ double exp(double) noexcept;
 double expm1(double) noexcept;
 #pragma omp declare simd notinbranch
 double log(double) noexcept;
+#pragma omp declare simd notinbranch
+double log1p(double) noexcept;
 }
 #endif
 
@@ -108,6 +110,21 @@ struct NextDetChunk {
       const double* __restrict cv = c;
       const double* __restrict detv = det;
       double* __restrict o = out;
+      double amp, offset;
+      if (gk::jump_at_zero(s, amp, offset)) {  // sign, step: no branch inside the loop
+#pragma omp simd aligned(qpv, cv, detv, o : kAlign)
+        for (int j = 0; j < kChunk; ++j)
+          o[j] = gk::compose_det(gk::sign_family_gaps(amp, offset, qq, qpv[j], cv[j], detv[j]),
+                                 w2, b2);
+        return true;
+      }
+      if constexpr (K == gk::kErfStep) {  // t > 0 here
+#pragma omp simd aligned(qpv, cv, detv, o : kAlign)
+        for (int j = 0; j < kChunk; ++j)
+          o[j] = gk::compose_det(gk::erf_noise_gaps(s.a, s.b, s.c, qq, qpv[j], cv[j], detv[j]),
+                                 w2, b2);
+        return true;
+      }
 #pragma omp simd aligned(qpv, cv, detv, o : kAlign)
       for (int j = 0; j < kChunk; ++j)
         o[j] = gk::next_det_k<K, double>(s, w2, b2, qq, qpv[j], cv[j], detv[j]);
