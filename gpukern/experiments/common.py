@@ -99,6 +99,10 @@ class Task:
     def on_circle(self) -> bool:
         return self.alpha_test is not None
 
+    def first_output(self, a: np.ndarray) -> np.ndarray:
+        """What a figure shows of outputs (..., C): the first output (all of one)."""
+        return a[..., 0] if self.n_out > 1 else a
+
     def test_target(self) -> np.ndarray | None:
         """The target function on the test inputs where it is known (the circle)."""
         return target(self.alpha_test) if self.on_circle else None
@@ -180,10 +184,15 @@ class Context:
         return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
+def lambda_max(net: gk.MLP, x: np.ndarray, kernel: tuple[str, str]) -> float:
+    """|lambda|_max of the (left, right) kernel on the training inputs."""
+    k = gk.to_host(net.kernel(x, left=kernel[0], right=kernel[1]))
+    return float(np.abs(np.linalg.eigvals(k)).max())
+
+
 def learning_rate(net: gk.MLP, x: np.ndarray, kernel: tuple[str, str]) -> float:
     """lr = 0.5 / |lambda|_max of the kernel on the training inputs: stable GD steps."""
-    k = gk.to_host(net.kernel(x, left=kernel[0], right=kernel[1]))
-    return 0.5 / float(np.abs(np.linalg.eigvals(k)).max())
+    return 0.5 / lambda_max(net, x, kernel)
 
 
 def save_npz(path: Path, **arrays: Any) -> None:

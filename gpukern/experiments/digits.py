@@ -20,7 +20,7 @@ import numpy as np
 
 import gpukern as gk
 
-from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
+from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, learning_rate, save_figure, save_npz
 
 CLASSES = 10
 SURROGATE_K = 1.0
@@ -76,8 +76,7 @@ def _ensemble(ctx: Context, net: gk.MLP, derivative: str, kernel: str, data, key
     """Train an ensemble and predict its GP; accuracies along the recorded steps."""
     sc = ctx.scale
     x, y, xs, _, labels = data
-    lr = 0.5 / float(np.abs(np.linalg.eigvals(
-        gk.to_host(net.kernel(x, left="true", right=derivative)))).max())
+    lr = learning_rate(net, x, ("true", derivative))
     params = net.init(x.shape[1], sc.digits_width, ensemble=sc.digits_networks,
                       seed=ctx.seed_for("digits", key), n_out=CLASSES)
     res = gk.train(net, params, x, y, lr=lr, steps=sc.digits_steps, derivative=derivative,

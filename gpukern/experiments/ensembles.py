@@ -21,12 +21,15 @@ class EnsembleRun:
 
 
 def train_sign_ensemble(ctx: Context, experiment: str, net: gk.MLP, width: int, networks: int,
-                        steps: int, key: tuple) -> EnsembleRun:
-    """SGL of ``networks`` sign networks of ``width``; lr = 0.5/lambda_max(SG-NTK_XX). At
-    scales with ``ens_chunk``, in independent sub-ensembles (own seeds and checkpoints) of
-    that many networks, whose outputs are joined."""
+                        steps: int, key: tuple, lr: float | None = None,
+                        records: int = 10) -> EnsembleRun:
+    """SGL of ``networks`` sign networks of ``width`` with ``lr`` (default
+    0.5/lambda_max(SG-NTK_XX)), loss and outputs recorded ``records`` times. At scales with
+    ``ens_chunk``, in independent sub-ensembles (own seeds and checkpoints) of that many
+    networks, whose outputs are joined."""
     task, sc = ctx.task, ctx.scale
-    lr = learning_rate(net, task.x_train, ("true", "surrogate"))
+    if lr is None:
+        lr = learning_rate(net, task.x_train, ("true", "surrogate"))
     chunk = sc.ens_chunk or networks
     outputs, losses, rec = [], [], None
     for part, start in enumerate(range(0, networks, chunk)):
@@ -36,7 +39,7 @@ def train_sign_ensemble(ctx: Context, experiment: str, net: gk.MLP, width: int, 
                           dtype=np.dtype(sc.ens_dtype))
         res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=steps,
                        derivative="surrogate", x_eval=task.x_test,
-                       record_every=max(1, steps // 10),
+                       record_every=max(1, steps // records),
                        checkpoint=ctx.checkpoint(experiment, *key, *sub),
                        checkpoint_every=sc.ens_checkpoint_every or max(10, steps // 20),
                        progress=ctx.progress)
@@ -56,6 +59,34 @@ def predictions(ctx: Context, net: gk.MLP, lr: float, steps: int) -> dict[str, g
     out["nngp"] = gk.nngp_posterior(net, t.x_train, t.y_train, t.x_test, full_cov=False,
                                     ridge=_nngp_ridge(net, t.x_train))
     return out
+
+
+def test_rmse(outputs: np.ndarray, task, y_scale: float) -> float | None:
+    """RMSE of the networks' outputs against the target function on the test inputs, over
+    std(y); None where the target is not known (user data)."""
+    y = task.test_target()
+    if y is None:
+        return None
+    return float(np.sqrt(np.mean((outputs - (y if outputs.ndim == 2 else y[:, None])) ** 2))
+                 / y_scale)
+
+
+def plot_ensemble_vs_gp(ax, task, outputs: np.ndarray, gp_mean: np.ndarray,
+                        gp_std: np.ndarray, gp: str = "SG-NTK GP", ms: float = 5) -> None:
+    """The ensemble's mean and ±1.96 std against the GP's mean and 95 % band, on the test
+    axis (first output), with the training points on the circle."""
+    axis, label = task.test_axis()
+    out, gm = task.first_output(outputs), task.first_output(gp_mean)
+    ax.fill_between(axis, gm - 1.96 * gp_std, gm + 1.96 * gp_std, color="tab:blue", alpha=0.25,
+                    label=f"{gp} 95 % band")
+    ax.plot(axis, gm, color="tab:blue", lw=2, label=f"{gp} mean")
+    em, es = out.mean(0), out.std(0, ddof=1)
+    ax.plot(axis, em, color="tab:red", lw=1.5, label="ensemble mean")
+    ax.plot(axis, em - 1.96 * es, color="tab:red", ls="--", lw=1, label="ensemble ±1.96 std")
+    ax.plot(axis, em + 1.96 * es, color="tab:red", ls="--", lw=1)
+    if task.on_circle:
+        ax.plot(task.alpha_train, task.y_train, "ko", ms=ms, label="training points")
+    ax.set_xlabel(label)
 
 
 def gp_loss_curve(net: gk.MLP, task, lr: float, steps: list[int], kernel: str) -> np.ndarray:

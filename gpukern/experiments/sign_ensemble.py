@@ -12,7 +12,7 @@ import numpy as np
 import gpukern as gk
 
 from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
-from .ensembles import distances, predictions, train_sign_ensemble
+from .ensembles import distances, plot_ensemble_vs_gp, predictions, train_sign_ensemble
 
 SURROGATE_K = 1.0
 
@@ -49,27 +49,16 @@ def run(ctx: Context) -> dict:
 
 def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
     sc, task = ctx.scale, ctx.task
-    axis, label = task.test_axis()
+    axis = task.test_axis()[0]
     fig, axes = figure(1, len(sc.ens_widths), width=5.0, height=3.8)
-    first = (lambda a: a[..., 0]) if task.n_out > 1 else (lambda a: a)  # noqa: E731
-    gm, gs = first(arrays["sgntk_mean"]), arrays["sgntk_std"]
     for ax, width in zip(axes[0], sc.ens_widths):
-        out = first(arrays[f"outputs_w{width}"])
-        em, es = out.mean(0), out.std(0, ddof=1)
-        ax.fill_between(axis, gm - 1.96 * gs, gm + 1.96 * gs, color="tab:blue", alpha=0.25,
-                        label="SG-NTK GP 95 % band")
-        ax.plot(axis, gm, color="tab:blue", lw=2, label="SG-NTK GP mean")
-        ax.plot(axis, em, color="tab:red", lw=1.5, label="ensemble mean")
-        ax.plot(axis, em - 1.96 * es, color="tab:red", ls="--", lw=1, label="ensemble ±1.96 std")
-        ax.plot(axis, em + 1.96 * es, color="tab:red", ls="--", lw=1)
-        ax.plot(axis, first(arrays["nngp_mean"]), color="tab:green", ls=":", lw=1.5,
+        plot_ensemble_vs_gp(ax, task, arrays[f"outputs_w{width}"], arrays["sgntk_mean"],
+                            arrays["sgntk_std"])
+        ax.plot(axis, task.first_output(arrays["nngp_mean"]), color="tab:green", ls=":", lw=1.5,
                 label="NNGP posterior mean")
-        if task.on_circle:
-            ax.plot(task.alpha_train, task.y_train, "ko", ms=5, label="training points")
         d = metrics["widths"][str(width)]["sgntk"]
         ax.set_title(f"width {width}, {sc.ens_networks} sign networks: RMSE(mean) "
                      f"{d['rmse_mean']:.3f}, RMSE(std) {d['rmse_std']:.3f}", fontsize=9)
-        ax.set_xlabel(label)
         ax.set_ylabel("network output f(x)" if task.n_out == 1
                       else f"output 1 of {task.n_out} (RMSE over all)")
     axes[0, 0].legend(fontsize=7, loc="best")

@@ -16,8 +16,8 @@ import numpy as np
 
 import gpukern as gk
 
-from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
-from .ensembles import distances, gp_loss_curve
+from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, lambda_max, save_figure, save_npz
+from .ensembles import distances, gp_loss_curve, plot_ensemble_vs_gp, test_rmse, train_sign_ensemble
 
 PEAK = 2.0 / math.sqrt(math.pi)  # erf(k=1)'s sigma~(0)
 
@@ -42,11 +42,10 @@ def run(ctx: Context) -> dict:
     sc, task = ctx.scale, ctx.task
     fams = family()
     nets = {name: _net(f) for name, f in fams.items()}
-    lam = {name: float(np.abs(np.linalg.eigvals(gk.to_host(net.sgntk(task.x_train)))).max())
+    lam = {name: lambda_max(net, task.x_train, ("true", "surrogate"))
            for name, net in nets.items()}
     lr = 0.5 / max(lam.values())
     y_scale = float(np.std(task.y_train))
-    test_y = task.test_target()
     v = np.linspace(-3, 3, 601)
     arrays: dict = {"axis": task.test_axis()[0], "v": v}
     metrics: dict = {"matching": "area 2 and peak sigma~(0) = 2/sqrt(pi) (that of erf(k=1))",
@@ -58,29 +57,23 @@ def run(ctx: Context) -> dict:
         # the scalar formula on the host (f itself computes on the backend's arrays)
         arrays[f"shape_{name}"] = np.array([f.scalar(float(u), *f.params()) for u in v])
         arrays[f"kernel_{name}"] = gk.to_host(net.sgntk(task.x_test, task.x_train[:1]))[:, 0]
-        params = net.init(task.x_train.shape[1], sc.sf_width, ensemble=sc.sf_networks,
-                          seed=ctx.seed_for("surrogate_family", name), n_out=task.n_out)
-        res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=sc.sf_steps,
-                       x_eval=task.x_test, record_every=max(1, sc.sf_steps // 20),
-                       checkpoint=ctx.checkpoint("surrogate_family", name), progress=ctx.progress)
-        steps = [int(s) for s in res.steps]
+        run_ = train_sign_ensemble(ctx, "surrogate_family", net, sc.sf_width, sc.sf_networks,
+                                   sc.sf_steps, (name,), lr=lr, records=20)
         pred = gk.predict(net, task.x_train, task.y_train, task.x_test, lr=lr,
                           steps=sc.sf_steps, full_cov=False)
-        out = res.outputs[-1]
-        arrays[f"outputs_{name}"] = out
+        arrays[f"outputs_{name}"] = run_.outputs
         arrays[f"gp_mean_{name}"] = gk.to_host(pred.mean[0])
         arrays[f"gp_std_{name}"] = gk.to_host(pred.std[0])
-        arrays[f"loss_{name}"], arrays[f"steps_{name}"] = res.loss, res.steps
-        arrays[f"gp_loss_{name}"] = gp_loss_curve(net, task, lr, steps, "sgntk")
-        d = distances(out, pred, y_scale, seed=len(name))
+        arrays[f"loss_{name}"], arrays[f"steps_{name}"] = run_.loss, run_.record_steps
+        arrays[f"gp_loss_{name}"] = gp_loss_curve(net, task, lr,
+                                                  [int(s) for s in run_.record_steps], "sgntk")
+        d = distances(run_.outputs, pred, y_scale, seed=len(name))
         metrics["results"][name] = {
             "lambda_max": lam[name], "sgntk": d,
             "rmse_mean_over_noise_floor": d["rmse_mean"] / d["noise_floor_mean"],
-            "final_loss_mean": float(res.loss[-1].mean()),
+            "final_loss_mean": float(run_.loss[-1].mean()),
             "gp_final_loss": float(arrays[f"gp_loss_{name}"][-1]),
-            "test_rmse_networks": None if test_y is None else float(
-                np.sqrt(np.mean((out - (test_y if out.ndim == 2 else test_y[:, None])) ** 2))
-                / y_scale),
+            "test_rmse_networks": test_rmse(run_.outputs, task, y_scale),
         }
     save_npz(ctx.out / "surrogate_family" / "data.npz", **arrays)
     _plot(ctx, metrics, arrays)
@@ -88,45 +81,44 @@ def run(ctx: Context) -> dict:
 
 
 def _plot(ctx: Context, metrics: dict, arrays: dict) -> None:
-    sc, task = ctx.scale, ctx.task
-    axis, label = task.test_axis()
+    sc = ctx.scale
     names = list(metrics["results"])
     colours = dict(zip(names, ("black", "tab:blue", "tab:orange", "tab:green", "tab:red",
                                "tab:purple")))
-    first = (lambda a: a[..., 0]) if task.n_out > 1 else (lambda a: a)  # noqa: E731
     fig, axes = figure(2, len(names), width=3.6, height=3.2)
     for ax, name in zip(axes[0], names):
-        out = first(arrays[f"outputs_{name}"])
-        gm, gs = first(arrays[f"gp_mean_{name}"]), arrays[f"gp_std_{name}"]
-        ax.fill_between(axis, gm - 1.96 * gs, gm + 1.96 * gs, color="tab:blue", alpha=0.25,
-                        label="SG-NTK GP 95 % band")
-        ax.plot(axis, gm, color="tab:blue", lw=2, label="SG-NTK GP mean")
-        em, es = out.mean(0), out.std(0, ddof=1)
-        ax.plot(axis, em, color="tab:red", lw=1.2, label="ensemble mean")
-        ax.plot(axis, em - 1.96 * es, color="tab:red", ls="--", lw=0.8, label="ensemble ±1.96 std")
-        ax.plot(axis, em + 1.96 * es, color="tab:red", ls="--", lw=0.8)
-        if task.on_circle:
-            ax.plot(task.alpha_train, task.y_train, "ko", ms=4, label="training points")
+        plot_ensemble_vs_gp(ax, ctx.task, arrays[f"outputs_{name}"], arrays[f"gp_mean_{name}"],
+                            arrays[f"gp_std_{name}"], ms=4)
         d = metrics["results"][name]["sgntk"]
         ax.set_title(f"{name}: RMSE(mean) {d['rmse_mean']:.3f}, RMSE(std) {d['rmse_std']:.3f}",
                      fontsize=8)
-        ax.set_xlabel(label)
         ax.set_ylabel("network output f(x)")
     axes[0, 0].legend(fontsize=6)
-    ax = axes[1, 0]
+    _plot_summary(ctx, axes[1], metrics, arrays, names, colours)
+    fig.suptitle(f"Six surrogates ({metrics['matching']}): sign networks, depth {DEPTH}, "
+                 f"{sc.sf_networks} networks of width {sc.sf_width}, {sc.sf_steps} SGL steps "
+                 "(RMSE relative to std(y))", fontsize=10)
+    save_figure(fig, ctx.out / "surrogate_family.png")
+
+
+def _plot_summary(ctx: Context, axes, metrics: dict, arrays: dict, names: list[str],
+                  colours: dict) -> None:
+    """The bottom row: shapes, kernels, loss curves, distance over noise floor."""
+    axis, label = ctx.task.test_axis()
+    ax = axes[0]
     for name in names:
         ax.plot(arrays["v"], arrays[f"shape_{name}"], color=colours[name], label=name)
     ax.set_xlabel("pre-activation h")
     ax.set_ylabel("surrogate σ̃(h)")
     ax.set_title("the six shapes: area 2, equal peak", fontsize=9)
     ax.legend(fontsize=6)
-    ax = axes[1, 1]
+    ax = axes[1]
     for name in names:
         ax.plot(axis, arrays[f"kernel_{name}"], color=colours[name], label=name)
     ax.set_xlabel(label)
     ax.set_ylabel("SG-NTK I(x, x_1)")
     ax.set_title("SG-NTK against the first training input", fontsize=9)
-    ax = axes[1, 2]
+    ax = axes[2]
     for name in names:
         loss = arrays[f"loss_{name}"]
         ax.plot(arrays[f"steps_{name}"], loss.mean(1), color=colours[name], label=name)
@@ -138,7 +130,7 @@ def _plot(ctx: Context, metrics: dict, arrays: dict) -> None:
     ax.set_ylabel("training loss ½Σ(f − y)² (mean)")
     ax.set_title(f"lr {metrics['lr']:.3g} for all", fontsize=9)
     ax.legend(fontsize=6)
-    ax = axes[1, 3]
+    ax = axes[3]
     ratio = [metrics["results"][n]["rmse_mean_over_noise_floor"] for n in names]
     err = [metrics["results"][n]["sgntk"]["rmse_mean_se"]
            / metrics["results"][n]["sgntk"]["noise_floor_mean"] for n in names]
@@ -148,9 +140,5 @@ def _plot(ctx: Context, metrics: dict, arrays: dict) -> None:
     ax.set_ylabel("RMSE(ensemble mean, GP mean) / noise floor")
     ax.set_title("distance to each SG-NTK GP (bars: bootstrap SE)", fontsize=9)
     ax.legend(fontsize=6)
-    for ax in axes[1, 4:]:
+    for ax in axes[4:]:
         ax.axis("off")
-    fig.suptitle(f"Six surrogates ({metrics['matching']}): sign networks, depth {DEPTH}, "
-                 f"{sc.sf_networks} networks of width {sc.sf_width}, {sc.sf_steps} SGL steps "
-                 "(RMSE relative to std(y))", fontsize=10)
-    save_figure(fig, ctx.out / "surrogate_family.png")

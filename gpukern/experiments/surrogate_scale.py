@@ -19,8 +19,8 @@ import numpy as np
 
 import gpukern as gk
 
-from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, save_figure, save_npz
-from .ensembles import distances, gp_loss_curve
+from .common import BIAS_STD, DEPTH, WEIGHT_STD, Context, figure, lambda_max, save_figure, save_npz
+from .ensembles import distances, gp_loss_curve, test_rmse, train_sign_ensemble
 
 SURROGATE_K = 1.0
 
@@ -38,8 +38,7 @@ def layer_update_ratios(c: float, n_in: int, x: np.ndarray, y: np.ndarray, seed:
     for scale in (1.0, c):
         net = _net(scale)
         p0 = net.init(n_in, width, seed=seed)
-        res = gk.train(net, net.init(n_in, width, seed=seed), x, y, lr=1e-3, steps=1,
-                       on_divergence="continue")
+        res = gk.train(net, p0, x, y, lr=1e-3, steps=1, on_divergence="continue")  # p0 kept
         norms.append([float(np.linalg.norm(gk.to_host(w1 - w0)))
                       for w0, w1 in zip(p0.weights, res.params.weights)])
     return [b / a for a, b in zip(*norms)]
@@ -58,8 +57,7 @@ def run(ctx: Context) -> dict:
     poly_residual = max(float(np.abs(fit[c] - kern[c]).max() / np.abs(kern[c]).max())
                         for c in scales)
     nngp = gk.to_host(_net(1.0).nngp(task.x_test, x0))[:, 0]
-    lam = {c: float(np.abs(np.linalg.eigvals(gk.to_host(_net(c).sgntk(task.x_train)))).max())
-           for c in scales}
+    lam = {c: lambda_max(_net(c), task.x_train, ("true", "surrogate")) for c in scales}
     lr = 0.5 / max(lam.values())
     y_scale = float(np.std(task.y_train))
     metrics: dict = {"surrogate": f"erf(k={SURROGATE_K:g}) x c", "scales": list(scales),
@@ -76,26 +74,19 @@ def run(ctx: Context) -> dict:
             np.abs(kern[c] - c * kern[1.0]).max() / np.abs(kern[c]).max()) if 1.0 in kern else None
         metrics["layer_update_ratio"][f"{c:g}"] = layer_update_ratios(
             c, task.x_train.shape[1], task.x_train, task.y_train, ctx.seed_for("ratio"))
-        params = net.init(task.x_train.shape[1], sc.ss_width, ensemble=sc.ss_networks,
-                          seed=ctx.seed_for("surrogate_scale", c), n_out=task.n_out)
-        res = gk.train(net, params, task.x_train, task.y_train, lr=lr, steps=sc.ss_steps,
-                       x_eval=task.x_test, record_every=max(1, sc.ss_steps // 20),
-                       checkpoint=ctx.checkpoint("surrogate_scale", c), progress=ctx.progress)
-        steps = [int(s) for s in res.steps]
-        gp_loss = gp_loss_curve(net, task, lr, steps, "sgntk")
+        run_ = train_sign_ensemble(ctx, "surrogate_scale", net, sc.ss_width, sc.ss_networks,
+                                   sc.ss_steps, (c,), lr=lr, records=20)
+        gp_loss = gp_loss_curve(net, task, lr, [int(s) for s in run_.record_steps], "sgntk")
         pred = gk.predict(net, task.x_train, task.y_train, task.x_test, lr=lr,
                           steps=sc.ss_steps, full_cov=False)
-        test_y = task.test_target()
-        arrays[f"loss_c{c:g}"], arrays[f"gp_loss_c{c:g}"] = res.loss, gp_loss
-        arrays[f"steps_c{c:g}"] = res.steps
-        out = res.outputs[-1]
+        arrays[f"loss_c{c:g}"], arrays[f"gp_loss_c{c:g}"] = run_.loss, gp_loss
+        arrays[f"steps_c{c:g}"] = run_.record_steps
         metrics["results"][f"{c:g}"] = {
             "lambda_max": lam[c],
-            "final_loss_mean": float(res.loss[-1].mean()),
+            "final_loss_mean": float(run_.loss[-1].mean()),
             "gp_final_loss": float(gp_loss[-1]),
-            "sgntk": distances(out, pred, y_scale, seed=int(100 * c)),
-            "test_rmse_networks": None if test_y is None else float(np.sqrt(np.mean(
-                (out - test_y) ** 2)) / y_scale),
+            "sgntk": distances(run_.outputs, pred, y_scale, seed=int(100 * c)),
+            "test_rmse_networks": test_rmse(run_.outputs, task, y_scale),
         }
     save_npz(ctx.out / "surrogate_scale" / "data.npz", **arrays)
     _plot(ctx, metrics, arrays)
