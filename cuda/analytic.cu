@@ -2,7 +2,8 @@
 // registers (cuda/gpukern/recursion.cuh). Inputs: the tile's Gram <x_i, x_j>/n0 (from
 // cuBLAS), the per-layer diagonals q_l (depth x n, computed once), row ids (equal ids =
 // identical inputs), the raw inputs (for the exact layer-1 determinant when n0 <= 8) and
-// the function descriptors (4 doubles each: sigma, then left/right per pair).
+// the function descriptors, one after the other: sigma, then left/right per pair (each
+// {n, then kind, a, b, c, shift per term}).
 // Instantiated for double (CuPy RawModule name_expressions; the recursion runs in float64).
 #include "gpukern/recursion.cuh"
 
@@ -18,11 +19,14 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
   const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (idx >= (long long)n1 * n2) return;
   const int i = static_cast<int>(idx / n2), j = static_cast<int>(idx % n2);
-  gk::Fn sigma = gk::make_fn(fns);
-  gk::Fn lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
+  const gk::Terms sigma = gk::terms_at(fns);
+  gk::Terms lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
+  const double* at = fns + gk::descriptor_size(fns);
   for (int p = 0; p < npairs; ++p) {
-    lefts[p] = gk::make_fn(fns + 4 * (1 + 2 * p));
-    rights[p] = gk::make_fn(fns + 4 * (2 + 2 * p));
+    lefts[p] = gk::terms_at(at);
+    at += gk::descriptor_size(at);
+    rights[p] = gk::terms_at(at);
+    at += gk::descriptor_size(at);
   }
   T k[gk::kMaxPairs];
   T s;

@@ -47,7 +47,8 @@ def describe_net(net: Any) -> list:
     act = net.activation
     return [net.depth, float(net.weight_std).hex(), float(net.bias_std).hex(),
             describe_function(act.function), describe_function(act.derivative),
-            describe_function(net.surrogate)]
+            describe_function(net.surrogate),
+            describe_function(None if net.surrogate is None else net.side("right", "surrogate"))]
 
 
 def fingerprint(net: Any, params: Params, x: Any, y: Any, lr: float, derivative: str,

@@ -95,8 +95,16 @@ def _kernel(args: argparse.Namespace) -> int:
     import gpukern as gk
 
     out = _output_file(args.out, ".npy")
-    make = gk.activations.BUILTIN[args.activation]
-    act = make(args.m) if args.activation == "erf" else make()
+    if args.threshold != 0.0 and args.activation not in ("erf", "sign", "step"):
+        raise CLIError(f"--threshold applies to erf, sign and step, not {args.activation}")
+    if args.activation == "quantizer":
+        act = gk.activations.uniform_quantizer(args.bits, args.low, args.high)
+    elif args.activation == "erf":
+        act = gk.activations.erf(args.m, threshold=args.threshold)
+    elif args.activation in ("sign", "step"):
+        act = gk.activations.BUILTIN[args.activation](threshold=args.threshold)
+    else:
+        act = gk.activations.BUILTIN[args.activation]()
     sur = gk.surrogates.BUILTIN[args.surrogate](args.surrogate_param, scale=args.surrogate_scale)
     net = gk.MLP(args.depth, act, sur, weight_std=args.weight_std, bias_std=args.bias_std)
     x1 = _load_points(args.x1, "--x1")
@@ -192,9 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--which", choices=("nngp", "ntk", "sgntk", "surrogate"), default="sgntk",
                    help="nngp; ntk (true, true); sgntk (true at x1, surrogate at x2; default); "
                         "surrogate (surrogate, surrogate)")
-    p.add_argument("--activation", choices=list(activations.BUILTIN), default="sign",
-                   help="default sign")
+    p.add_argument("--activation", choices=[*activations.BUILTIN, "quantizer"], default="sign",
+                   help="default sign; quantizer: the uniform --bits quantizer on [--low, --high]")
     p.add_argument("--m", type=float, default=1.0, help="erf activation steepness m (default 1)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="where erf/sign/step jump: sigma(h - threshold) (default 0)")
+    p.add_argument("--bits", type=int, default=2, help="quantizer bits (default 2)")
+    p.add_argument("--low", type=float, default=-1.0, help="quantizer's lowest level (default -1)")
+    p.add_argument("--high", type=float, default=1.0, help="quantizer's highest level (default 1)")
     p.add_argument("--surrogate", choices=list(surrogates.BUILTIN), default="erf",
                    help="default erf")
     p.add_argument("--surrogate-param", type=float, default=1.0,

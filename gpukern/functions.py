@@ -7,16 +7,22 @@ function kind of :mod:`gpukern.registry` and holds everything Python knows about
 * ``__call__(v)``: the value on the backend's arrays;
 * ``scalar(v, a, b, c)``: the same value for one float from the descriptor's parameters
   (``math`` only: what the Numba CUDA kernels compile);
-* ``params()``: (a, b, c) of the descriptor ``(kind, a, b, c)`` that the compiled kernels
-  receive (cuda/gpukern/functions.cuh holds the kind's device formulas);
+* ``params()``: (a, b, c) of a descriptor term ``(kind, a, b, c, shift)`` that the compiled
+  kernels receive (cuda/gpukern/functions.cuh holds the kind's device formulas);
 * ``features()``: kinks, jumps and the scale it varies on (what quadrature must resolve);
 * ``gauss_avg(s2)``: E[f(v)], v ~ N(0, s2), in closed form (kinds with ``closed_avg``);
+* ``gauss_avg_mean(m, s2)``: E[f(m + s Z)], Z ~ N(0, 1), s^2 = s2, in closed form (kinds
+  with ``mean_avg``);
 * ``pair_closed_form(other, q, qp, c, det)``: E[f(u) g(v)] for two functions of this kind
   (kinds with ``self_pair``), det = q q' - c^2 already clamped at 0;
 * ``self_gaps(q, qp, c, det)``: for an activation f of this kind (kinds with
   ``det_gaps``), the terms of the next layer's determinant without cancellation
   (:class:`Gaps`; :func:`gpukern.analytic.next_det` combines them);
 * ``examples()``: instances that the contract tests run on every path.
+
+Two classes combine the kinds: :class:`Shifted` (f(v - shift): a jump at a threshold)
+and :class:`Sum` (a quantizer's staircase, its deltas, its centred surrogates); a
+descriptor lists the terms, each (kind, a, b, c, shift).
 
 Pure-NumPy scalar constants are Python floats so that float32 work stays float32.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
 from ._backend import BACKEND
@@ -153,6 +159,16 @@ def _swing_series(theta: Array) -> Array:
     return series * t2 * theta
 
 
+def ramp_avg(m: Array, s2: Array) -> Array:
+    """E[max(m + s Z, 0)] = m Phi(m/s) + s phi(m/s), s^2 = s2 (max(m, 0) at s = 0)."""
+    xp = _xp()
+    s = xp.sqrt(s2)
+    with BACKEND.ignore_fp_errors():
+        z = xp.where(s > 0, m / xp.where(s > 0, s, 1.0), 0.0)
+        val = m * BACKEND.special.ndtr(z) + s * (_INV_SQRT_2PI * xp.exp(-0.5 * z * z))
+    return xp.where(s > 0, val, xp.maximum(m, 0.0))
+
+
 class ScalarFunction:
     """Base class: a vectorised real function with what Gaussian averages need."""
 
@@ -162,7 +178,7 @@ class ScalarFunction:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("kind") is not None:
+        if isinstance(cls.__dict__.get("kind"), Kind):
             _BY_KIND[cls.kind] = cls
 
     def __call__(self, v: Array) -> Array:
@@ -181,6 +197,25 @@ class ScalarFunction:
         """E[f(v)] for v ~ N(0, s2) in closed form (kinds with ``closed_avg`` only)."""
         raise NotImplementedError(f"{self!r} has no closed Gaussian average")
 
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """E[f(m + s Z)], s^2 = s2, in closed form (kinds with ``mean_avg`` only)."""
+        raise NotImplementedError(f"{self!r} has no closed Gaussian average with a mean")
+
+    def mean_avg_condition(self, m: Array, s2: Array) -> Array:
+        """How many roundings (relative) ``gauss_avg_mean`` may lose at (m, s2): 1 unless a
+        closed form cancels (the tests scale their tolerance by it)."""
+        return _xp().ones_like(m + s2)
+
+    def terms(self) -> tuple[tuple[ScalarFunction, float], ...]:
+        """The function as a sum of terms base(v - shift): ((base, shift), ...)."""
+        return ((self, 0.0),)
+
+    @property
+    def shifted(self) -> bool:
+        """True unless the function is one term at shift 0 (a kind as it is)."""
+        t = self.terms()
+        return len(t) != 1 or t[0][1] != 0.0
+
     def pair_closed_form(self, other: ScalarFunction, q: Array, qp: Array, c: Array,
                          det: Array) -> Array:
         """E[self(u) other(v)] for ``other`` of the same kind (kinds with ``self_pair``)."""
@@ -194,11 +229,16 @@ class ScalarFunction:
         """(a, b, c) of the descriptor."""
         return (0.0, 0.0, 0.0)
 
-    def descriptor(self) -> tuple[float, float, float, float] | None:
-        """(kind, a, b, c) for the compiled kernels, or None (no compiled version)."""
-        if self.kind is None:
+    def descriptor(self) -> tuple[float, ...] | None:
+        """(n, then kind, a, b, c, shift per term) for the compiled kernels, or None (a term
+        without a kind: no compiled version)."""
+        terms = self.terms()
+        if any(base.kind is None for base, _ in terms):
             return None
-        return (float(self.kind), *self.params())
+        out = [float(len(terms))]
+        for base, shift in terms:
+            out += [float(base.kind), *base.params(), float(shift)]
+        return tuple(out)
 
     @staticmethod
     def scalar(v: float, a: float, b: float, c: float) -> float:
@@ -256,6 +296,14 @@ class ErfStep(ScalarFunction):
 
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().full_like(s2, self.offset)
+
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """offset + amp erf(m / sqrt(t + 2 s2)) (offset + amp sign(m) where t + 2 s2 = 0)."""
+        xp = _xp()
+        width = self.t + 2.0 * s2
+        with BACKEND.ignore_fp_errors():
+            core = xp.where(width > 0, BACKEND.special.erf(m / xp.sqrt(width)), xp.sign(m))
+        return self.offset + self.amp * core
 
     def pair_closed_form(self, other, q, qp, c, det):
         """offset1*offset2 + amp1*amp2*(2/pi) arcsin(2c / sqrt((t1+2q)(t2+2q'))).
@@ -319,6 +367,15 @@ class GaussianBump(ScalarFunction):
         with BACKEND.ignore_fp_errors():
             return self.weight / _xp().sqrt(math.pi * (self.t + 2.0 * s2))
 
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """weight exp(-m^2 / D) / sqrt(pi D), D = t + 2 s2 (a delta at s2 = 0: +inf at m = 0,
+        else 0)."""
+        xp = _xp()
+        width = self.t + 2.0 * s2
+        with BACKEND.ignore_fp_errors():
+            dens = self.weight / xp.sqrt(math.pi * width) * xp.exp(-(m * m) / width)
+            return xp.where(width > 0, dens, xp.where(m == 0, xp.inf, 0.0))
+
     def tilt(self, q: Array, qp: Array, det: Array) -> tuple[Array, Array]:
         """The Gaussian tilt: E[self(u) g(v)] = pref * E_{v ~ N(0, s2)}[g(v)].
 
@@ -364,6 +421,14 @@ class Heaviside(ScalarFunction):
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().full_like(s2, 0.5 * self.scale)
 
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """scale Phi(m / s) (scale H(m) at s = 0)."""
+        xp = _xp()
+        s = xp.sqrt(s2)
+        with BACKEND.ignore_fp_errors():
+            p = xp.where(s > 0, BACKEND.special.ndtr(m / s), 0.5 * (1.0 + xp.sign(m)))
+        return self.scale * p
+
     def pair_closed_form(self, other, q, qp, c, det):
         """scale1*scale2*(1/4 + arcsin(rho)/(2 pi)) = (pi - theta)/(2 pi), theta = arccos rho."""
         angle = _xp().arctan2(c, _xp().sqrt(det))
@@ -401,6 +466,10 @@ class ReLU(ScalarFunction):
 
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().sqrt(s2) * _INV_SQRT_2PI
+
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """m Phi(m/s) + s phi(m/s) (max(m, 0) at s = 0)."""
+        return ramp_avg(m, s2)
 
     def pair_closed_form(self, other, q, qp, c, det):
         """Arc-cosine kernel of order 1: (sqrt(det) + (pi - theta) c) / (2 pi)."""
@@ -447,6 +516,9 @@ class Identity(ScalarFunction):
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().zeros_like(s2)
 
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        return m + _xp().zeros_like(s2)
+
     def pair_closed_form(self, other, q, qp, c, det):
         return c
 
@@ -484,6 +556,9 @@ class Constant(ScalarFunction):
     def gauss_avg(self, s2: Array) -> Array:
         return _xp().full_like(s2, self.value)
 
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        return _xp().full_like(m + s2, self.value)
+
     def self_gaps(self, q, qp, c, det):
         zero = _xp().zeros_like(q)
         return Gaps(_xp().full_like(q, self.value * self.value), zero, zero, zero, zero)
@@ -508,3 +583,67 @@ class Custom(ScalarFunction):
 
     def features(self) -> list[Feature]:
         return [(0.0, self.width)] + [(float(k), self.width) for k in self.kinks]
+
+
+# ------------------------------------------------------------ shifts and sums of kinds
+@dataclass(frozen=True)
+class Shifted(ScalarFunction):
+    """base(v - shift): a function moved to a threshold (a jump at ``shift``, its delta,
+    the surrogate centred there)."""
+
+    base: ScalarFunction
+    shift: float
+    name: str = "shifted"
+
+    def __call__(self, v: Array) -> Array:
+        return self.base(v - self.shift)
+
+    def features(self) -> list[Feature]:
+        return [(centre + self.shift, width) for centre, width in self.base.features()]
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base.is_delta
+
+    def terms(self) -> tuple[tuple[ScalarFunction, float], ...]:
+        return tuple((b, s + self.shift) for b, s in self.base.terms())
+
+
+@dataclass(frozen=True)
+class Sum(ScalarFunction):
+    """The sum of ``parts`` (a staircase of jumps, their deltas, their surrogates)."""
+
+    parts: tuple[ScalarFunction, ...]
+    name: str = "sum"
+
+    def __call__(self, v: Array) -> Array:
+        out = self.parts[0](v)
+        for p in self.parts[1:]:
+            out = out + p(v)
+        return out
+
+    def features(self) -> list[Feature]:
+        return [f for p in self.parts for f in p.features()]
+
+    @property
+    def is_delta(self) -> bool:
+        return all(p.is_delta for p in self.parts)
+
+    def terms(self) -> tuple[tuple[ScalarFunction, float], ...]:
+        return tuple(t for p in self.parts for t in p.terms())
+
+
+def shifted(fn: ScalarFunction, shift: float) -> ScalarFunction:
+    """fn(v - shift); fn itself at shift 0."""
+    return fn if shift == 0.0 else Shifted(fn, float(shift))
+
+
+def scaled(fn: ScalarFunction, factor: float) -> ScalarFunction:
+    """factor * fn for an amplitude-carrying function (a bump, a surrogate, a custom one)."""
+    if factor == 1.0:
+        return fn
+    if isinstance(fn, GaussianBump):
+        return replace(fn, weight=fn.weight * factor)
+    if hasattr(fn, "scale"):
+        return replace(fn, scale=fn.scale * factor)
+    raise TypeError(f"{fn!r} has no amplitude to scale")

@@ -13,6 +13,13 @@ cuda/gpukern/gaussian.cuh):
 5. otherwise 2-D quadrature: an outer average over u and, inside it, the conditional
    average over v | u ~ N(c u / q, det / q).
 
+A sum of terms (a quantizer, its deltas, its surrogates) is expanded pair by pair, and a
+pair with a term moved to a threshold (f(u - theta), g(v - theta')) takes its own routes
+(:func:`_shifted_pair`): two deltas or bumps give the bivariate normal density at
+(theta, theta'); a bump facing g the tilt with a mean, E[g(m + s Z)]; a constant facing g
+that average at m = -theta'; two erf/sign/step terms a bivariate normal orthant
+probability (:mod:`gpukern.bivariate`); anything else quadrature.
+
 Quadrature is composite Gauss–Legendre (nodes from ``numpy.polynomial.legendre``) on
 panels that cover mean +- 10 sd, spaced sd/2 for the Gaussian, plus, for every feature
 (centre, scale) of the integrand, a breakpoint at the centre and a geometric ladder
@@ -30,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from . import bivariate
 from ._backend import BACKEND
-from .functions import Constant, GaussianBump, Heaviside, ScalarFunction
-from .registry import TABLE_CHEB, TABLE_PANEL, closed_avg, self_pair
+from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
+from .registry import TABLE_CHEB, TABLE_PANEL, closed_avg, mean_avg, self_pair
 
 Array = Any
 
@@ -329,9 +337,25 @@ def route(f: ScalarFunction, g: ScalarFunction) -> str:
     return "quadrature"
 
 
+def _shifted_closed(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """The closed shifted pairs (``has_shifted_pair`` in cuda/gpukern/gaussian.cuh)."""
+    if isinstance(f, GaussianBump) and isinstance(g, GaussianBump):
+        return True
+    if isinstance(f, GaussianBump | Constant):
+        return mean_avg(g.kind)
+    if isinstance(g, GaussianBump | Constant):
+        return mean_avg(f.kind)
+    return isinstance(f, ErfStep) and isinstance(g, ErfStep)
+
+
 def has_closed_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
     """True when E[f(u) g(v)] needs no quadrature: a registry lookup (the pairs that
-    ``expect_pair`` and ``pair`` in cuda/gpukern/gaussian.cuh compute in closed form)."""
+    ``expect_pair`` and ``pair`` in cuda/gpukern/gaussian.cuh compute in closed form).
+    Sums and shifted terms: every pair of terms."""
+    if f.shifted or g.shifted:
+        return all((has_closed_pair(bf, bg) if sf == 0.0 and sg == 0.0
+                    else _shifted_closed(bf, bg))
+                   for bf, sf in f.terms() for bg, sg in g.terms())
     r = route(f, g)
     if r in ("tilt_left", "constant_left"):
         return closed_avg(g.kind)
@@ -359,6 +383,16 @@ def expect_pair(
     """
     if method not in ("auto", "quadrature"):
         raise ValueError(f"method must be 'auto' or 'quadrature', got {method!r}")
+    if f.shifted or g.shifted:
+        total = None
+        for bf, sf in f.terms():
+            for bg, sg in g.terms():
+                if sf == 0.0 and sg == 0.0:
+                    v = expect_pair(bf, bg, q, qp, c, det, order, method)
+                else:
+                    v = _shifted_pair(bf, sf, bg, sg, q, qp, c, det, order, method)
+                total = v if total is None else total + v
+        return total
     if method == "quadrature" and not (f.is_delta or g.is_delta):
         return quad_pair(f, g, q, qp, c, det, order)
     r = route(f, g)
@@ -377,3 +411,93 @@ def expect_pair(
     if r == "heaviside_right":
         return _heaviside_left(g, f, qp, q, c, det, order)
     return quad_pair(f, g, q, qp, c, det, order)
+
+
+# ------------------------------------------------------------ terms at thresholds
+def mean_gauss_avg(g: ScalarFunction, m: Array, s2: Array, order: int = DEFAULT_ORDER,
+                   method: str = "auto") -> Array:
+    """E[g(m + s Z)], s^2 = s2: g's closed form (registry ``mean_avg``), else quadrature."""
+    if method == "auto" and mean_avg(g.kind):
+        return g.gauss_avg_mean(m, s2)
+    return quad_avg(g, s2, order, mean=m)
+
+
+def _noisy(fn: ScalarFunction, q: Array) -> Array:
+    """q + t/2: the variance of u plus the N(0, t/2) noise of an erf or bump of width t."""
+    return q + 0.5 * fn.t
+
+
+def _bump_density(f: GaussianBump, sf: float, g: GaussianBump, sg: float, q, qp, c, det
+                  ) -> Array:
+    """E[f(u - sf) g(v - sg)] = w_f w_g phi_2(sf, sg) of (u, v) plus independent N(0, t/2)
+    noises: exp(-n / (2 D)) / (2 pi sqrt D), D = Q Q' - c^2 = det + (t_f q' + t_g q)/2 +
+    t_f t_g / 4, n = (sqrt(Q') sf - sqrt(Q) sg)^2 + 2 sf sg (sqrt(Q Q') - c) >= 0 (each
+    part free of cancellation). At D = 0: +inf where n = 0 (the support's line), else 0."""
+    xp = BACKEND.xp
+    big_q, big_qp = _noisy(f, q), _noisy(g, qp)
+    big_d = det + 0.5 * (f.t * qp + g.t * q) + 0.25 * f.t * g.t
+    gap = _gap_to_collinear(big_q, big_qp, c, big_d, 1.0)
+    n = (xp.sqrt(big_qp) * sf - xp.sqrt(big_q) * sg) ** 2 + 2.0 * sf * sg * gap
+    n = xp.maximum(n, 0.0)
+    with BACKEND.ignore_fp_errors():
+        dens = (f.weight * g.weight / (2.0 * math.pi)) / xp.sqrt(big_d) * xp.exp(-n / (2.0 * big_d))
+        return xp.where(big_d > 0, dens, xp.where(n == 0, xp.inf, 0.0))
+
+
+def _tilt_mean(bump: GaussianBump, sb: float, g: ScalarFunction, sg: float, q, qp, c, det,
+               order, method) -> Array:
+    """E[bump(u - sb) g(v - sg)] = w phi(sb; Q) E[g(m + s Z)], Q = q + t/2, m = c sb / Q - sg,
+    s^2 = (t q' + 2 det)/(t + 2q): v given u + noise = sb. At Q = 0 (a delta at u = 0):
+    +inf if sb = 0, else 0."""
+    xp = BACKEND.xp
+    big_q = _noisy(bump, q)
+    live = big_q > 0
+    safe = xp.where(live, big_q, 1.0)
+    with BACKEND.ignore_fp_errors():
+        pref = bump.weight * xp.exp(-(sb * sb) / (2.0 * safe)) / xp.sqrt(2.0 * math.pi * safe)
+        m = xp.where(live, c * sb / safe, 0.0) - sg
+        s2 = xp.where(live, (bump.t * qp + 2.0 * det) / (2.0 * safe), qp)
+    avg = mean_gauss_avg(g, m, s2, order, method)
+    with BACKEND.ignore_fp_errors():
+        return xp.where(live, pref * avg, xp.inf if sb == 0.0 else 0.0)
+
+
+def _orthant(f: ErfStep, sf: float, g: ErfStep, sg: float, q, qp, c, det) -> Array:
+    """E[f(u - sf) g(v - sg)] for erf/sign terms: erf(x/sqrt t) is the sign of x plus
+    N(0, t/2) noise, so with U, V the noisy u, v (variances Q, Q'), h = sf/sqrt Q,
+    k = sg/sqrt Q', E[sgn(U - sf)] = -erf(h/sqrt 2) and
+    E[sgn(U - sf) sgn(V - sg)] = 4 P(U > sf, V > sg) - 2 Phi(-h) - 2 Phi(-k) + 1."""
+    xp = BACKEND.xp
+    big_q, big_qp = _noisy(f, q), _noisy(g, qp)
+    big_d = det + 0.5 * (f.t * qp + g.t * q) + 0.25 * f.t * g.t
+    live = (big_q > 0) & (big_qp > 0)
+    sq, sqp = xp.sqrt(xp.where(live, big_q, 1.0)), xp.sqrt(xp.where(live, big_qp, 1.0))
+    h, k = sf / sq, sg / sqp
+    rho = xp.clip(c / (sq * sqp), -1.0, 1.0)
+    orth = bivariate.upper(h, k, rho, big_d / (sq * sq * sqp * sqp))
+    nd = BACKEND.special.ndtr
+    both = 4.0 * orth - 2.0 * nd(-h) - 2.0 * nd(-k) + 1.0
+    mf, mg = -BACKEND.special.erf(h / math.sqrt(2.0)), -BACKEND.special.erf(k / math.sqrt(2.0))
+    val = (f.offset * g.offset + f.offset * g.amp * mg + f.amp * g.offset * mf
+           + f.amp * g.amp * both)
+    # a side without variance is a constant: its value times the other side's mean
+    fixed = f.gauss_avg_mean(xp.full_like(q, -sf), q) * g.gauss_avg_mean(xp.full_like(qp, -sg), qp)
+    return xp.where(live, val, fixed)
+
+
+def _shifted_pair(bf: ScalarFunction, sf: float, bg: ScalarFunction, sg: float, q, qp, c,
+                  det, order: int, method: str) -> Array:
+    """E[bf(u - sf) bg(v - sg)] for single terms, one shift at least non-zero."""
+    if isinstance(bf, GaussianBump) and isinstance(bg, GaussianBump):
+        return _bump_density(bf, sf, bg, sg, q, qp, c, det)
+    if isinstance(bf, GaussianBump):
+        return _tilt_mean(bf, sf, bg, sg, q, qp, c, det, order, method)
+    if isinstance(bg, GaussianBump):
+        return _tilt_mean(bg, sg, bf, sf, qp, q, c, det, order, method)
+    if isinstance(bf, Constant):
+        return bf.value * mean_gauss_avg(bg, BACKEND.xp.full_like(qp, -sg), qp, order, method)
+    if isinstance(bg, Constant):
+        return bg.value * mean_gauss_avg(bf, BACKEND.xp.full_like(q, -sf), q, order, method)
+    if method == "auto" and isinstance(bf, ErfStep) and isinstance(bg, ErfStep):
+        return _orthant(bf, sf, bg, sg, q, qp, c, det)
+    return quad_pair(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)

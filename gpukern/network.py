@@ -80,14 +80,15 @@ class MLP:
 
     # ------------------------------------------------------------------ analytic
     def side(self, name: str, value: str) -> ScalarFunction:
-        """The derivative ``value`` ('true': sigma', 'surrogate': the surrogate) for the
-        argument ``name`` (named in errors)."""
+        """The derivative ``value`` ('true': sigma', 'surrogate': the surrogate, centred at
+        sigma's jumps and weighted by half their heights) for the argument ``name``
+        (named in errors)."""
         _checks.choice(name, value, _SIDES)
         if value == "true":
             return self.activation.derivative
         if self.surrogate is None:
             raise ValueError(f"{name}='surrogate' needs an MLP built with a surrogate=...")
-        return self.surrogate
+        return self.activation.surrogate_derivative(self.surrogate)
 
     def kernels(self, x1: Array, x2: Array | None = None,
                 which: tuple[str, ...] = ("nngp", "ntk", "sgntk"),

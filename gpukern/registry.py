@@ -1,8 +1,10 @@
 """The registry of function kinds: the one source of kind numbers, capabilities and the
 constants that Python, the compiled CPU path, CUDA and Numba share.
 
-A scalar function that the compiled kernels know is sent to them as a descriptor of four
-doubles ``(kind, a, b, c)`` (:meth:`gpukern.functions.ScalarFunction.descriptor`). The
+A scalar function that the compiled kernels know is sent to them as a descriptor: its
+number of terms n, then ``(kind, a, b, c, shift)`` per term, the function being the sum
+of the terms f_k(v - shift_k) (:meth:`gpukern.functions.ScalarFunction.descriptor`;
+a threshold activation or a quantizer is such a sum, every other function one term). The
 kind numbers, what each kind can do in closed form, and the table/recursion constants are
 declared here once; ``cuda/gpukern/registry.cuh`` is generated from this module
 (``python -m gpukern.registry cuda/gpukern/registry.cuh``) and a test checks that the
@@ -13,6 +15,8 @@ Capabilities (looked up, never discovered by evaluating a function):
 * ``closed_avg``: E[g(v)], v ~ N(0, s2), has a closed form (``gauss_avg``), so a Gaussian
   bump or a constant facing g gives a closed pair (the Gaussian tilt);
 * ``self_pair``: E[f(u) g(v)] of two functions of this kind has a closed form;
+* ``mean_avg``: E[g(m + s Z)] has a closed form for every mean m (``gauss_avg_mean``), so a
+  delta or bump at a threshold facing g, or g itself shifted, gives a closed pair;
 * ``det_gaps``: as an activation, the next layer's determinant q q' - c^2 has a formula
   without cancellation (``self_gaps``), so the recursion carries it from layer to layer;
   other activations get it as q q' - c^2 (an absolute error of eps q q').
@@ -50,20 +54,23 @@ class Capabilities:
     closed_avg: bool = False
     self_pair: bool = False
     det_gaps: bool = False
+    mean_avg: bool = False
 
 
 CAPABILITIES: dict[Kind, Capabilities] = {
-    Kind.ERF_STEP: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
-    Kind.GAUSS_BUMP: Capabilities(closed_avg=True),
-    Kind.HEAVISIDE: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
-    Kind.RELU: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
-    Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True, det_gaps=True),
-    Kind.CONSTANT: Capabilities(closed_avg=True, det_gaps=True),
+    Kind.ERF_STEP: Capabilities(closed_avg=True, self_pair=True, det_gaps=True, mean_avg=True),
+    Kind.GAUSS_BUMP: Capabilities(closed_avg=True, mean_avg=True),
+    Kind.HEAVISIDE: Capabilities(closed_avg=True, self_pair=True, det_gaps=True,
+                                 mean_avg=True),
+    Kind.RELU: Capabilities(closed_avg=True, self_pair=True, det_gaps=True, mean_avg=True),
+    Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True, det_gaps=True,
+                                mean_avg=True),
+    Kind.CONSTANT: Capabilities(closed_avg=True, det_gaps=True, mean_avg=True),
     Kind.SIGMOID: Capabilities(),
     Kind.FAST_SIGMOID: Capabilities(),
     Kind.ATAN: Capabilities(closed_avg=True),
-    Kind.BOXCAR: Capabilities(closed_avg=True),
-    Kind.TRIANGLE: Capabilities(closed_avg=True),
+    Kind.BOXCAR: Capabilities(closed_avg=True, mean_avg=True),
+    Kind.TRIANGLE: Capabilities(closed_avg=True, mean_avg=True),
     Kind.TABLE: Capabilities(closed_avg=True),
 }
 
@@ -78,6 +85,11 @@ def self_pair(kind: Kind | None) -> bool:
     return kind is not None and CAPABILITIES[kind].self_pair
 
 
+def mean_avg(kind: Kind | None) -> bool:
+    """True when kind's Gaussian average with any mean has a closed form."""
+    return kind is not None and CAPABILITIES[kind].mean_avg
+
+
 def det_gaps(kind: Kind | None) -> bool:
     """True when an activation of this kind carries the determinant stably (``self_gaps``)."""
     return kind is not None and CAPABILITIES[kind].det_gaps
@@ -90,6 +102,10 @@ TABLE_CHEB = 21
 """Chebyshev coefficients per table panel."""
 MAX_PAIRS = 4
 """Kernels (left, right derivative pairs) one fused recursion computes at once."""
+TERM_SIZE = 5
+"""Doubles per term of a descriptor: kind, a, b, c, shift."""
+BVN_NODES = (6, 12, 20)
+"""Gauss–Legendre orders of the bivariate normal CDF (|rho| < 0.3, < 0.75, else)."""
 EXACT_DET_MAX_FEATURES = 8
 """Inputs with at most this many features get the layer-1 determinant by Lagrange's identity."""
 WIDE_DET_RECHECK = 1e-4
@@ -98,7 +114,7 @@ NORM_GAP_TAYLOR = 1e-4
 """The erf family's norm gap takes its Taylor form where |delta| < this * (1 - x^2)."""
 
 _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
-              ("kMaxPairs", "int", MAX_PAIRS),
+              ("kMaxPairs", "int", MAX_PAIRS), ("kTermSize", "int", TERM_SIZE),
               ("kExactDetMaxFeatures", "int", EXACT_DET_MAX_FEATURES),
               ("kWideDetRecheck", "double", WIDE_DET_RECHECK),
               ("kNormGapTaylor", "double", NORM_GAP_TAYLOR))
@@ -107,6 +123,28 @@ _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABL
 def _camel(kind: Kind) -> str:
     special = {Kind.GAUSS_BUMP: "GaussBump", Kind.RELU: "ReLU"}
     return "k" + special.get(kind, kind.name.title().replace("_", ""))
+
+
+def legendre(order: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Gauss–Legendre nodes and weights on [-1, 1] (NumPy's), as Python floats."""
+    import numpy as np
+
+    x, w = np.polynomial.legendre.leggauss(order)
+    return tuple(float(v) for v in x), tuple(float(v) for v in w)
+
+
+def _legendre_lines() -> list[str]:
+    """gl_node<N>(i), gl_weight<N>(i) for the BVN orders (local arrays: valid on the device)."""
+    lines = ["// Gauss–Legendre nodes and weights on [-1, 1] (numpy.polynomial.legendre.leggauss).",
+             "template <int N>", "GK_HD double gl_node(int i);", "template <int N>",
+             "GK_HD double gl_weight(int i);"]
+    for n in BVN_NODES:
+        x, w = legendre(n)
+        for name, vals in (("gl_node", x), ("gl_weight", w)):
+            body = ", ".join(repr(v) for v in vals)
+            lines += ["template <>", f"GK_HD double {name}<{n}>(int i) {{",
+                      f"  const double v[{n}] = {{{body}}};", "  return v[i];", "}"]
+    return lines + [""]
 
 
 def header() -> str:
@@ -133,7 +171,12 @@ def header() -> str:
               "// Activation kinds that carry the determinant stably (gaps_k).",
               "template <int K>", "GK_HD constexpr bool has_det_gaps() {", "  switch (K) {"]
     lines += [f"    case {_camel(k)}: return {b(CAPABILITIES[k].det_gaps)};" for k in Kind]
+    lines += ["  }", "  return false;", "}", "",
+              "// Kinds whose Gaussian average with a mean has a closed form.",
+              "template <int K>", "GK_HD constexpr bool has_mean_avg() {", "  switch (K) {"]
+    lines += [f"    case {_camel(k)}: return {b(CAPABILITIES[k].mean_avg)};" for k in Kind]
     lines += ["  }", "  return false;", "}", ""]
+    lines += _legendre_lines()
     lines += [f"constexpr {t} {name} = {v!r};" for name, t, v in _CONSTANTS]
     lines += ["", "}  // namespace gk", ""]
     return "\n".join(lines)

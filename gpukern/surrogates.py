@@ -1,7 +1,8 @@
 """Surrogate derivatives sigma~ used in place of sigma' in the backward pass.
 
 Each is the derivative of a sign-like function rising from -1 to +1, so its area is 2
-(sign's jump), times an optional ``scale`` (``scale=0.5`` for the step's jump of 1):
+(sign's jump), times an optional ``scale``; a jump activation centres the shape at each of
+its jumps, weighted by half the jump height (sign: as given; step: half of it):
 
 =====================  =============================================
 ``erf(k)``             (2k/sqrt(pi)) exp(-k^2 v^2)
@@ -19,19 +20,21 @@ class (its kind's Python side, see :mod:`gpukern.functions`) sits here beside it
 constructor; ``erf`` is the Gaussian bump of :mod:`gpukern.functions`, also the
 derivative of the erf activation.
 
-Other libraries: snnTorch and SpikingJelly differentiate a 0/1 spike H, so their
-surrogates have area 1. The same backward pass in gpukern is the step activation with
-``scale=0.5`` (or sign with the surrogate as given). Equivalents (derived from their
-documented formulas):
+Other libraries: snnTorch and SpikingJelly differentiate a 0/1 spike H(U - theta), so
+their surrogates have area 1. In gpukern that spike is ``step(threshold=theta)``, whose
+surrogate derivative is half the surrogate given (the shape centred at each jump,
+weighted by half the jump: :meth:`gpukern.activations.Activation.surrogate_derivative`).
+Equivalents with ``step(theta)`` (derived from their documented formulas):
 
-* SpikingJelly ``surrogate.Erf(alpha=a)`` (grad (a/sqrt(pi)) exp(-a^2 x^2)):
-  ``erf(k=a, scale=0.5)``;
+* SpikingJelly ``surrogate.Erf(alpha=a)`` (grad (a/sqrt(pi)) exp(-a^2 x^2)): ``erf(k=a)``;
 * SpikingJelly ``surrogate.Sigmoid(alpha=a)`` and snnTorch ``surrogate.sigmoid(slope=a)``
-  (grad a s(ax)(1 - s(ax))): ``sigmoid(beta=a, scale=0.5)``;
+  (grad a s(ax)(1 - s(ax))): ``sigmoid(beta=a)``;
 * SpikingJelly ``surrogate.ATan(alpha=a)`` and snnTorch ``surrogate.atan(alpha=a)``
-  (grad (a/2) / (1 + (pi a x / 2)^2)): ``atan(alpha=a, scale=0.5)``;
+  (grad (a/2) / (1 + (pi a x / 2)^2)): ``atan(alpha=a)``;
 * snnTorch ``surrogate.fast_sigmoid(slope=a)`` (grad 1/(1 + a|x|)^2, area 2/a, not 1):
-  ``fast_sigmoid(beta=a, scale=1/a)``.
+  ``fast_sigmoid(beta=a, scale=2/a)``.
+
+With ``sign(theta)`` (jump 2, surrogate weight 1) halve each scale.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from typing import Any, ClassVar
 
 from . import _checks
 from ._backend import BACKEND
-from .functions import Custom, Feature, GaussianBump, ScalarFunction
+from .functions import Custom, Feature, GaussianBump, ScalarFunction, ramp_avg
 from .registry import Kind
 
 __all__ = ["erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle", "custom", "BUILTIN"]
@@ -197,6 +200,16 @@ class Boxcar(Surrogate):
             val = BACKEND.special.erf(self.width / (math.sqrt(2.0) * s)) / self.width
         return self.scale * xp.where(s > 0, val, 1.0 / self.width)
 
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """(scale/w) P(|m + s Z| < w) = (scale/2w) [erf((w - m)/(sqrt 2 s)) + erf((w + m)/(sqrt 2 s))]."""
+        xp = _xp()
+        w = self.width
+        s = xp.sqrt(s2)
+        with BACKEND.ignore_fp_errors():
+            r = 1.0 / (math.sqrt(2.0) * s)
+            val = (0.5 / w) * (BACKEND.special.erf((w - m) * r) + BACKEND.special.erf((w + m) * r))
+        return self.scale * xp.where(s > 0, val, xp.where(xp.abs(m) < w, 1.0 / w, 0.0))
+
 
 @dataclass(frozen=True)
 class Triangle(Surrogate):
@@ -240,6 +253,21 @@ class Triangle(Surrogate):
             val = (4.0 / w) * (0.5 * BACKEND.special.erf(z * (1.0 / math.sqrt(2.0)))
                                + (s / w) * _INV_SQRT_2PI * xp.expm1(-0.5 * z * z))
         return self.scale * xp.where(s > 0, val, 2.0 / w)
+
+    def gauss_avg_mean(self, m: Array, s2: Array) -> Array:
+        """(2 scale / w^2) [R(m + w) - 2 R(m) + R(m - w)], R(x) = E[max(x + s Z, 0)]
+        (a second difference: relative error ~ eps (s/w)^2 for s >> w); at m = 0 the
+        zero-mean form, which has no cancellation."""
+        xp = _xp()
+        w = self.width
+        val = (2.0 / (w * w)) * (ramp_avg(m + w, s2) - 2.0 * ramp_avg(m, s2)
+                                 + ramp_avg(m - w, s2))
+        out = self.scale * xp.where(s2 > 0, val, self(m) / self.scale)
+        return xp.where(m == 0, self.gauss_avg(s2), out)
+
+    def mean_avg_condition(self, m: Array, s2: Array) -> Array:
+        """The second difference loses (s/w)^2 roundings for s >> w."""
+        return 1.0 + s2 / (self.width * self.width) + _xp().zeros_like(m)
 
 
 

@@ -78,6 +78,10 @@ def host_lib(tmp_path_factory):
                                  _D, _D, ctypes.c_int, ctypes.c_double, ctypes.c_double, _D,
                                  ctypes.c_int, _D, _D]
     lib.gk_recursion.restype = ctypes.c_int
+    lib.gk_mean_avg.argtypes = [_D, _D, _D, _D, ctypes.c_int64]
+    lib.gk_mean_avg.restype = ctypes.c_int
+    lib.gk_bvn.argtypes = [_D, _D, _D, _D, _D, ctypes.c_int64]
+    lib.gk_bvn.restype = None
     return lib
 
 

@@ -4,15 +4,42 @@
 
 #include "gpukern/recursion.cuh"
 
+struct MeanAvgOp {
+  const gk::Fn& g;
+  double m, s2;
+  bool& ok;
+  template <int K>
+  double run() {
+    ok = gk::has_mean_avg<K>();
+    return gk::gauss_avg_mean_k<K, double>(g, m, s2);
+  }
+};
+
 extern "C" {
 
+// fn: a descriptor {n, terms} (gk_gauss_avg, gk_mean_avg, gk_next_det: its first term)
 void gk_value(const double* fn, const double* v, double* out, int64_t n) {
-  const gk::Fn f = gk::make_fn(fn);
+  const gk::Terms f = gk::terms_at(fn);
   for (int64_t i = 0; i < n; ++i) out[i] = gk::value(f, v[i]);
 }
 
+int gk_mean_avg(const double* fn, const double* m, const double* s2, double* out, int64_t n) {
+  const gk::Fn f = gk::terms_at(fn)[0];
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) {
+    MeanAvgOp op{f, m[i], s2[i], ok};
+    out[i] = gk::dispatch_kind(f.kind, op);
+  }
+  return ok;
+}
+
+void gk_bvn(const double* h, const double* k, const double* rho, const double* s2, double* out,
+            int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gk::bvn_upper(h[i], k[i], rho[i], s2[i]);
+}
+
 int gk_gauss_avg(const double* fn, const double* s2, double* out, int64_t n) {
-  const gk::Fn f = gk::make_fn(fn);
+  const gk::Fn f = gk::terms_at(fn)[0];
   bool ok = true;
   for (int64_t i = 0; i < n; ++i) out[i] = gk::gauss_avg(f, s2[i], ok);
   return ok;
@@ -20,10 +47,10 @@ int gk_gauss_avg(const double* fn, const double* s2, double* out, int64_t n) {
 
 int gk_pair(const double* fn_f, const double* fn_g, const double* q, const double* qp,
             const double* c, const double* det, double* out, int64_t n) {
-  const gk::Fn f = gk::make_fn(fn_f), g = gk::make_fn(fn_g);
+  const gk::Terms f = gk::terms_at(fn_f), g = gk::terms_at(fn_g);
   bool ok = true, all = true;
   for (int64_t i = 0; i < n; ++i) {
-    out[i] = gk::pair(f, g, q[i], qp[i], c[i], det[i], ok);
+    out[i] = gk::pair_terms(f, g, q[i], qp[i], c[i], det[i], ok);
     all = all && ok;
   }
   return all;
@@ -32,7 +59,7 @@ int gk_pair(const double* fn_f, const double* fn_g, const double* q, const doubl
 // The next layer's determinant from sigma's gaps (0 where its kind has none).
 int gk_next_det(const double* fn, double sw2, double sb2, const double* q, const double* qp,
                 const double* c, const double* det, double* out, int64_t n) {
-  const gk::Fn f = gk::make_fn(fn);
+  const gk::Fn f = gk::terms_at(fn)[0];
   bool ok = true, all = true;
   for (int64_t i = 0; i < n; ++i) {
     out[i] = gk::next_det(f, sw2, sb2, q[i], qp[i], c[i], det[i], ok);
@@ -46,11 +73,14 @@ int gk_recursion(int n1, int n2, int n0, const double* gram, const double* q1, c
                  const int64_t* id1, const int64_t* id2, const double* x1, const double* x2,
                  int depth, double sw2, double sb2, const double* fns, int npairs, double* nngp,
                  double* kout) {
-  const gk::Fn sigma = gk::make_fn(fns);
-  gk::Fn lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
+  const gk::Terms sigma = gk::terms_at(fns);
+  gk::Terms lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
+  const double* at = fns + gk::descriptor_size(fns);
   for (int p = 0; p < npairs; ++p) {
-    lefts[p] = gk::make_fn(fns + 4 * (1 + 2 * p));
-    rights[p] = gk::make_fn(fns + 4 * (2 + 2 * p));
+    lefts[p] = gk::terms_at(at);
+    at += gk::descriptor_size(at);
+    rights[p] = gk::terms_at(at);
+    at += gk::descriptor_size(at);
   }
   bool all = true;
   for (int i = 0; i < n1; ++i)

@@ -47,6 +47,7 @@ def test_capabilities_are_what_the_class_implements(cls):
     assert caps.closed_avg == (cls.gauss_avg is not ScalarFunction.gauss_avg)
     assert caps.self_pair == (cls.pair_closed_form is not ScalarFunction.pair_closed_form)
     assert caps.det_gaps == (cls.self_gaps is not ScalarFunction.self_gaps)
+    assert caps.mean_avg == (cls.gauss_avg_mean is not ScalarFunction.gauss_avg_mean)
 
 
 @pytest.mark.parametrize("kind", [k for k in Kind if registry.det_gaps(k)], ids=lambda k: k.name)
@@ -76,7 +77,8 @@ def test_determinant_gaps_are_the_determinant(kind, host_lib):
 @pytest.mark.parametrize("fn", EXAMPLES, ids=example_id)
 def test_value_on_every_path(fn, host_lib):
     ref = fn(V)
-    kind, a, b, c = fn.descriptor()
+    n, kind, a, b, c, shift = fn.descriptor()
+    assert (n, shift) == (1, 0.0)
     np.testing.assert_allclose([fn.scalar(float(v), a, b, c) for v in V], ref, rtol=1e-13,
                                atol=1e-300, err_msg="scalar formula (Numba's)")
     out = np.empty_like(V)
@@ -159,3 +161,40 @@ def test_self_pairs_against_2d_quadrature(kind):
         np.testing.assert_allclose(closed, quad_pair(f, g, q, qp, c, det), rtol=1e-9,
                                    atol=1e-12, err_msg=f"{f} x {g}")
     assert math.isfinite(float(np.sum(closed)))
+
+
+MEANS = np.array([0.0, 0.3, -0.3, 1.0, -2.5, 4.0, -7.0, 1e-3])
+
+
+@pytest.mark.parametrize("fn", EXAMPLES, ids=example_id)
+def test_gauss_average_with_a_mean_on_every_path(fn, host_lib):
+    """E[g(m + s Z)]: the closed form (kinds with ``mean_avg``) equals graded quadrature and
+    the headers compute the same numbers; at m = 0 it is the zero-mean average."""
+    m, s2 = (a.reshape(-1) for a in np.meshgrid(MEANS, S2))
+    out = np.empty_like(m)
+    closed = bool(host_lib.gk_mean_avg(cptr(desc(fn)), cptr(m), cptr(s2), cptr(out), m.size))
+    assert closed == registry.mean_avg(fn.kind)
+    if not closed:
+        return
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = fn.gauss_avg_mean(m, s2)
+        # the deep tails (Phi(-30) ~ 1e-198) differ between libm's erfc and scipy's ndtr
+        # in the 13th digit: absolute agreement to 1e-16 of the function's scale there
+        scale = np.max(np.abs(ref[np.isfinite(ref)]))
+        cond = fn.mean_avg_condition(m, s2)
+        fin = np.isfinite(ref)
+        assert np.array_equal(out[~fin], ref[~fin])
+        assert np.all(np.abs(out - ref)[fin] <= 1e-13 * cond[fin] * np.abs(ref[fin])
+                      + 1e-16 * scale), "cuda/ headers"
+        at0 = m == 0
+        np.testing.assert_allclose(ref[at0], fn.gauss_avg(s2[at0]), rtol=1e-13, atol=1e-15)
+    live = s2 > 1e-6
+    if fn.is_delta:  # a delta's average is the Gaussian density at the delta
+        dens = fn.weight * np.exp(-m[live] ** 2 / (2 * s2[live])) / np.sqrt(2 * np.pi * s2[live])
+        np.testing.assert_allclose(ref[live], dens, rtol=1e-13)
+        return
+    quad = quad_avg(fn, s2[live], mean=m[live])
+    tol = (1e-9 * np.abs(quad) + 1e-13 * (1.0 + np.sqrt(s2[live]) + np.abs(m[live]))
+           + 1e-15 * fn.mean_avg_condition(m[live], s2[live]) * np.abs(quad))
+    worst = np.max(np.abs(ref[live] - quad) / tol)
+    assert worst <= 1.0, f"closed form vs quadrature off by {worst:.3g} x tolerance"

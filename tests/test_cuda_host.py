@@ -180,4 +180,4 @@ def test_fused_kernel_sources_found_and_routed():
     assert not cupy_fused.supports(sign.function, [(erf1, gk.surrogates.sigmoid(2.0))] * 1 +
                                    [(gk.surrogates.sigmoid(2.0), gk.surrogates.sigmoid(2.0))])
     assert not cupy_fused.supports(gk.activations.custom(np.tanh, np.cosh).function, [])
-    assert cupy_fused.descriptors(sign.function, [(sign.derivative, erf1)]).shape == (12,)
+    assert cupy_fused.descriptors(sign.function, [(sign.derivative, erf1)]).shape == (18,)  # 3 x (1 + 5)

@@ -66,6 +66,9 @@ SCRIPT = textwrap.dedent("""
         "erf_boxcar": gk.MLP(2, gk.activations.erf(5.0), gk.surrogates.boxcar(0.5), bias_std=0.2),
         "relu_fast": gk.MLP(2, gk.activations.relu(), gk.surrogates.fast_sigmoid(4.0)),
         "step_sigmoid": gk.MLP(1, gk.activations.step(), gk.surrogates.sigmoid(3.0), bias_std=0.1),
+        "step1_erf": gk.MLP(2, gk.activations.step(1.0), gk.surrogates.erf(2.0), bias_std=0.3),
+        "quant_tri": gk.MLP(2, gk.activations.uniform_quantizer(2), gk.surrogates.triangle(0.6),
+                            bias_std=0.2),
     }
     if sys.argv[2] == "cupy":  # the fused RawModule and the Numba kernels, not array code
         from gpukern import planner
@@ -76,7 +79,7 @@ SCRIPT = textwrap.dedent("""
         assert ops._use_numba()
     out = {}
     for name, net in nets.items():
-        xs = x[:7] if name in ("relu_fast", "step_sigmoid") else x  # quadrature pairs: small
+        xs = x[:7] if name in ("relu_fast", "step_sigmoid", "quant_tri") else x  # quadrature: small
         for k, v in net.kernels(xs, which=("nngp", "ntk", "sgntk", "surrogate")).items():
             out[f"{name}_{k}"] = host(v)
         out[f"{name}_xy"] = host(net.sgntk(xs[:5], xs[3:]))
@@ -102,6 +105,11 @@ SCRIPT = textwrap.dedent("""
     res3 = gk.train(net, p3, x, y3, lr=0.05, steps=10, record_every=5)
     out["loss3"], out["train_out3"] = res3.loss, res3.outputs
     out["pred3"] = host(gk.predict(net, x[:6], y3[:6], x, lr=0.05, steps=[5]).mean)
+    qnet = nets["quant_tri"]  # a sum of thresholded terms through the Numba backprop
+    pq = qnet.init(3, (16, 8), ensemble=2, seed=2)
+    out["quant_emp"] = host(qnet.empirical_kernel(pq, x[:8], left="surrogate"))
+    resq = gk.train(qnet, pq, x, np.sin(x[:, 0]), lr=0.05, steps=5, record_every=5)
+    out["quant_loss"], out["quant_out"] = resq.loss, resq.outputs
     np.savez(sys.argv[1] + "/" + sys.argv[2] + ".npz", **out)
 """)
 

@@ -16,15 +16,18 @@ import gpukern as gk  # noqa: E402
 from gpukern.kernels import numba_cuda as nk  # noqa: E402
 
 FUNCS = registry_examples()  # every registry kind (tests/test_contract.py)
+_Q = gk.activations.quantizer([-0.4, 0.3, 1.0], [-1.0, 0.0, 0.5, 2.0])
+SUMS = [_Q.function, _Q.derivative, _Q.surrogate_derivative(gk.surrogates.atan(2.0)),
+        gk.activations.step(0.5).surrogate_derivative(gk.surrogates.triangle(0.7))]
 
 
-@pytest.mark.parametrize("fn", FUNCS, ids=example_id)
+@pytest.mark.parametrize("fn", FUNCS + SUMS, ids=lambda f: example_id(f)[:60])
 def test_scaled_derivative(fn):
     rng = np.random.default_rng(0)
     h = np.concatenate([rng.normal(size=37), [0.0, 0.5, -0.5, 0.7]])
     pre = rng.normal(size=h.size)
     out = np.empty_like(h)
-    nk.scaled_derivative(pre, h, out, 0.8, fn.descriptor())
+    nk.scaled_derivative(pre, h, out, 0.8, np.asarray(fn.descriptor()))
     np.testing.assert_allclose(out, pre * 0.8 * fn(h), rtol=1e-13, atol=1e-300)
 
 
@@ -71,7 +74,7 @@ def test_backprop_step_from_numba_equals_numpy():
     pre = np.ascontiguousarray(deltas[2] @ w)
     out = np.empty_like(pre)
     nk.scaled_derivative(pre.reshape(-1), np.ascontiguousarray(hs[1]).reshape(-1),
-                         out.reshape(-1), 1.0 / np.sqrt(w.shape[2]), net.surrogate.descriptor())
+                         out.reshape(-1), 1.0 / np.sqrt(w.shape[2]), np.asarray(net.surrogate.descriptor()))
     np.testing.assert_allclose(out, deltas[1], rtol=1e-13)
 
 

@@ -207,6 +207,16 @@ def test_kernel_command_round_trip(tmp_path):
     np.testing.assert_array_equal(
         np.load(out), gk.MLP(2, gk.activations.erf(3.0), gk.surrogates.erf(1.0),
                              bias_std=0.1).nngp(x1))
+    assert main(["kernel", "--x1", str(tmp_path / "x1.npy"), "--activation", "step",
+                 "--threshold", "0.5", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(
+        np.load(out), gk.MLP(2, gk.activations.step(0.5), gk.surrogates.erf(1.0),
+                             bias_std=0.1).sgntk(x1))
+    assert main(["kernel", "--x1", str(tmp_path / "x1.npy"), "--activation", "quantizer",
+                 "--bits", "3", "--low", "0", "--high", "2", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(
+        np.load(out), gk.MLP(2, gk.activations.uniform_quantizer(3, 0.0, 2.0),
+                             gk.surrogates.erf(1.0), bias_std=0.1).sgntk(x1))
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -216,6 +226,8 @@ def test_kernel_command_round_trip(tmp_path):
     (["kernel", "--x1", "/no/such.npy", "--out", "k.npy"], "--x1 file /no/such.npy does not exist"),
     (["kernel", "--x1", "BAD", "--out", "k.npy", "--surrogate-param", "-2"], None),
     (["kernel"], "the following arguments are required"),
+    (["kernel", "--x1", "x.npy", "--out", "k.npy", "--activation", "relu", "--threshold", "1"],
+     "--threshold applies to erf, sign and step, not relu"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_cli_input_is_one_line(tmp_path, argv, words):

@@ -26,6 +26,7 @@ using std::fma;
 using std::isinf;
 using std::log;
 using std::log1p;
+using std::sin;
 using std::sqrt;
 #endif
 

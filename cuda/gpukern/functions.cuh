@@ -1,30 +1,51 @@
-// Each function kind's formulas, written once for host and device: its value (value_k)
-// and its Gaussian average E[g(v)], v ~ N(0, s2) (gauss_avg_k, where closed). A kernel
-// receives any activation, derivative or surrogate as a descriptor of four numbers
-// {kind, a, b, c} (ScalarFunction.descriptor() in gpukern/functions.py and
-// gpukern/surrogates.py); the kinds and their capabilities are gpukern/registry.py's,
-// generated into registry.cuh.
+// Each function kind's formulas, written once for host and device: its value (value_k),
+// its Gaussian average E[g(v)], v ~ N(0, s2) (gauss_avg_k, where closed) and the average
+// with a mean E[g(m + s Z)] (gauss_avg_mean_k, where closed). A kernel receives any
+// activation, derivative or surrogate as a descriptor: n, then n terms
+// {kind, a, b, c, shift}, the function being sum_k f_k(v - shift_k)
+// (ScalarFunction.descriptor() in gpukern/functions.py); the kinds and their capabilities
+// are gpukern/registry.py's, generated into registry.cuh.
 #pragma once
 
 #include "registry.cuh"
 
 namespace gk {
 
+// One term: f(v - shift) for a function f of the kind.
 struct Fn {
   int kind;
-  double a, b, c;
+  double a, b, c, shift;
   const double* coef;  // kTable: kTableCheb Chebyshev coefficients per panel, else null
 };
 
+// The term whose kTermSize doubles start at d.
 GK_HD Fn make_fn(const double* d) {
   Fn f;
   f.kind = static_cast<int>(d[0]);
   f.a = d[1];
   f.b = d[2];
   f.c = d[3];
+  f.shift = d[4];
   f.coef = nullptr;
   return f;
 }
+
+// A function: n terms, read from a descriptor {n, term, term, ...}.
+struct Terms {
+  const double* d;
+  int n;
+  GK_HD Fn operator[](int i) const { return make_fn(d + kTermSize * i); }
+};
+
+GK_HD Terms terms_at(const double* desc) { return {desc + 1, static_cast<int>(desc[0])}; }
+
+// Doubles of the descriptor at desc (the next one starts there).
+GK_HD int descriptor_size(const double* desc) {
+  return 1 + kTermSize * static_cast<int>(desc[0]);
+}
+
+// One term at shift 0: the kind as it is (carried determinants, closed self pairs).
+GK_HD bool plain(const Terms& t) { return t.n == 1 && t.d[4] == 0.0; }
 
 GK_HD bool is_delta(const Fn& f) { return f.kind == kGaussBump && f.a == 0.0; }
 
@@ -49,6 +70,7 @@ GK_HD auto dispatch_kind(int k, Op& op) {
 template <int K, typename T>
 GK_HD T value_k(const Fn f, T v) {
   const T a = T(f.a), b = T(f.b), c = T(f.c);
+  v = v - T(f.shift);  // exact at shift 0
   if constexpr (K == kErfStep) {
     return c + b * (a == T(0) ? (v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0)))
                               : erf(v * (T(1) / sqrt(a))));
@@ -148,6 +170,54 @@ GK_HD T gauss_avg_k(const Fn g, T s2) {
   }
 }
 
+// E[max(m + s Z, 0)] = m Phi(m/s) + s phi(m/s) (max(m, 0) at s = 0)
+template <typename T>
+GK_HD T ramp_avg(T m, T s2) {
+  const T s = sqrt(s2);
+  const T z = s > T(0) ? m / s : T(0);
+  const T val = m * ndtr(z) + s * (T(kInvSqrt2Pi) * exp(T(-0.5) * z * z));
+  return s > T(0) ? val : (m > T(0) ? m : T(0));
+}
+
+// E[g(m + s Z)], s^2 = s2, for kinds with a closed form (has_mean_avg; functions.py's
+// gauss_avg_mean); the shift of g is the caller's (m already includes -shift).
+template <int K, typename T>
+GK_HD T gauss_avg_mean_k(const Fn g, T m, T s2) {
+  const T a = T(g.a), b = T(g.b), c = T(g.c);
+  if constexpr (K == kErfStep) {  // offset + amp erf(m / sqrt(t + 2 s2))
+    const T width = a + T(2) * s2;
+    const T sgn = m > T(0) ? T(1) : (m < T(0) ? T(-1) : T(0));
+    return c + b * (width > T(0) ? erf(m / sqrt(width)) : sgn);
+  } else if constexpr (K == kGaussBump) {  // weight exp(-m^2 / D) / sqrt(pi D), D = t + 2 s2
+    const T width = a + T(2) * s2;
+    const T dens = b / sqrt(T(kPi) * width) * exp(-(m * m) / width);
+    return width > T(0) ? dens : (m == T(0) ? T(GK_INF) : T(0));
+  } else if constexpr (K == kHeaviside) {  // scale Phi(m / s)
+    const T s = sqrt(s2);
+    const T sgn = m > T(0) ? T(1) : (m < T(0) ? T(-1) : T(0));
+    return b * (s > T(0) ? ndtr(m / s) : T(0.5) * (T(1) + sgn));
+  } else if constexpr (K == kReLU) {
+    return ramp_avg(m, s2);
+  } else if constexpr (K == kIdentity) {
+    return m;
+  } else if constexpr (K == kConstant) {
+    return b;
+  } else if constexpr (K == kBoxcar) {  // (scale/2w) [erf((w - m)/(sqrt 2 s)) + erf((w + m)/(sqrt 2 s))]
+    const T s = sqrt(s2);
+    const T r = T(1) / (T(kSqrt2) * s);
+    const T val = (T(0.5) / a) * (erf((a - m) * r) + erf((a + m) * r));
+    return b * (s > T(0) ? val : (fabs(m) < a ? T(1) / a : T(0)));
+  } else if constexpr (K == kTriangle) {  // (2 scale/w^2) [R(m + w) - 2 R(m) + R(m - w)]
+    const T val = (T(2) / (a * a)) * (ramp_avg(m + a, s2) - T(2) * ramp_avg(m, s2) +
+                                      ramp_avg(m - a, s2));
+    const T r = T(1) - fabs(m) * (T(1) / a);
+    const T out = b * (s2 > T(0) ? val : (T(2) / a) * (r > T(0) ? r : T(0)));
+    return m == T(0) ? gauss_avg_k<kTriangle, T>(g, s2) : out;  // no cancellation at m = 0
+  } else {
+    return T(0);  // no closed form (has_mean_avg<K>() is false)
+  }
+}
+
 template <typename T>
 struct ValueOp {
   const Fn& f;
@@ -161,6 +231,14 @@ template <typename T>
 GK_HD T value(const Fn& f, T v) {
   ValueOp<T> op{f, v};
   return dispatch_kind(f.kind, op);
+}
+
+// sum_k f_k(v - shift_k)
+template <typename T>
+GK_HD T value(const Terms& f, T v) {
+  T acc = value(f[0], v);
+  for (int i = 1; i < f.n; ++i) acc += value(f[i], v);
+  return acc;
 }
 
 template <typename T>

@@ -7,8 +7,14 @@
 // kinds and returns false through `ok` where no closed form exists (quadrature pairs run
 // on the array path instead). The operation order follows the NumPy code, so
 // that host builds with -ffp-contract=off agree with it to rounding.
+//
+// Terms at thresholds (f(u - theta), g(v - theta'): gaussian.py _shifted_pair) take
+// shifted_pair_k: two bumps or deltas the bivariate normal density, a bump facing g the
+// tilt with a mean, a constant facing g the average at -theta', two erf/sign terms an
+// orthant probability (bivariate.cuh); pair_terms sums a pair over two functions' terms.
 #pragma once
 
+#include "bivariate.cuh"
 #include "functions.cuh"
 
 namespace gk {
@@ -85,6 +91,116 @@ GK_HD T pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
   }
 }
 
+// ----------------------------------------------------------------- terms at thresholds
+// Kind pairs with a closed E[f(u - sf) g(v - sg)] for any shifts.
+template <int F, int G>
+GK_HD constexpr bool has_shifted_pair() {
+  if (F == kGaussBump && G == kGaussBump) return true;
+  if (F == kGaussBump || F == kConstant) return has_mean_avg<G>();
+  if (G == kGaussBump || G == kConstant) return has_mean_avg<F>();
+  return F == kErfStep && G == kErfStep;
+}
+
+// sqrt(q q') - sign c, as det / (sqrt(q q') + sign c) where that has no cancellation
+template <typename T>
+GK_HD T gap_to_collinear(T q, T qp, T c, T det, T sign) {
+  const T cstar = sqrt(q * qp);
+  const T sc = sign * c;
+  return sc > T(0) ? det / (cstar + sc) : cstar - sc;
+}
+
+// w_f w_g phi_2(sf, sg) of (u, v) plus N(0, t/2) noises (gaussian.py _bump_density)
+template <typename T>
+GK_HD T bump_density(const Fn f, const Fn g, T q, T qp, T c, T det) {
+  const T sf = T(f.shift), sg = T(g.shift);
+  const T bq = q + T(0.5) * T(f.a), bqp = qp + T(0.5) * T(g.a);
+  const T bd = det + T(0.5) * (T(f.a) * qp + T(g.a) * q) + T(0.25) * T(f.a) * T(g.a);
+  const T gap = gap_to_collinear(bq, bqp, c, bd, T(1));
+  const T lin = sqrt(bqp) * sf - sqrt(bq) * sg;
+  T n = lin * lin + T(2) * sf * sg * gap;
+  n = n > T(0) ? n : T(0);
+  const T dens = (T(f.b) * T(g.b) / (T(2) * T(kPi))) / sqrt(bd) * exp(-n / (T(2) * bd));
+  return bd > T(0) ? dens : (n == T(0) ? T(GK_INF) : T(0));
+}
+
+// E[bump(u - sb) g(v - sg)] = w phi(sb; Q) E[g(m + s Z)] (gaussian.py _tilt_mean)
+template <int G, typename T>
+GK_HD T tilt_mean_k(const Fn bump, const Fn g, T q, T qp, T c, T det) {
+  const T sb = T(bump.shift);
+  const T bq = q + T(0.5) * T(bump.a);
+  const bool live = bq > T(0);
+  const T safe = live ? bq : T(1);
+  const T pref = T(bump.b) * exp(-(sb * sb) / (T(2) * safe)) / sqrt(T(2) * T(kPi) * safe);
+  const T m = (live ? c * sb / safe : T(0)) - T(g.shift);
+  const T s2 = live ? (T(bump.a) * qp + T(2) * det) / (T(2) * safe) : qp;
+  const T avg = gauss_avg_mean_k<G, T>(g, m, s2);
+  return live ? pref * avg : (sb == T(0) ? T(GK_INF) : T(0));
+}
+
+// The orthant probability's arguments for erf/sign terms at sf, sg: h = sf/sqrt Q,
+// k = sg/sqrt Q', rho = c/sqrt(Q Q'), s2 = 1 - rho^2 = D/(Q Q') (U, V: u, v plus the
+// terms' N(0, t/2) noises, variances Q, Q', determinant D); false where Q or Q' is 0.
+template <typename T>
+struct OrthantArgs {
+  T h, k, rho, s2;
+};
+
+template <typename T>
+GK_HD bool orthant_args(const Fn f, const Fn g, T q, T qp, T c, T det, OrthantArgs<T>& a) {
+  const T bq = q + T(0.5) * T(f.a), bqp = qp + T(0.5) * T(g.a);
+  const T bd = det + T(0.5) * (T(f.a) * qp + T(g.a) * q) + T(0.25) * T(f.a) * T(g.a);
+  const bool live = bq > T(0) && bqp > T(0);
+  const T sq = sqrt(live ? bq : T(1)), sqp = sqrt(live ? bqp : T(1));
+  a.h = T(f.shift) / sq;
+  a.k = T(g.shift) / sqp;
+  const T rho = c / (sq * sqp);
+  a.rho = rho < T(-1) ? T(-1) : (rho > T(1) ? T(1) : rho);
+  a.s2 = bd / (sq * sq * sqp * sqp);
+  return live;
+}
+
+// o o' - o a' erf(k/sqrt 2) - a o' erf(h/sqrt 2) + a a' (4 P - 2 Phi(-h) - 2 Phi(-k) + 1)
+template <typename T>
+GK_HD T orthant_combine(const Fn f, const Fn g, T h, T k, T orth) {
+  const T both = T(4) * orth - T(2) * ndtr(-h) - T(2) * ndtr(-k) + T(1);
+  const T mf = -erf(h / T(kSqrt2)), mg = -erf(k / T(kSqrt2));
+  return T(f.c) * T(g.c) + T(f.c) * T(g.b) * mg + T(f.b) * T(g.c) * mf + T(f.b) * T(g.b) * both;
+}
+
+// A side without variance is a constant: its value times the other side's mean.
+template <typename T>
+GK_HD T orthant_degenerate(const Fn f, const Fn g, T q, T qp) {
+  return gauss_avg_mean_k<kErfStep, T>(f, -T(f.shift), q) *
+         gauss_avg_mean_k<kErfStep, T>(g, -T(g.shift), qp);
+}
+
+// E[f(u - sf) g(v - sg)] for erf/sign terms (gaussian.py _orthant)
+template <typename T>
+GK_HD T orthant_pair(const Fn f, const Fn g, T q, T qp, T c, T det) {
+  OrthantArgs<T> a;
+  if (!orthant_args(f, g, q, qp, c, det, a)) return orthant_degenerate(f, g, q, qp);
+  return orthant_combine(f, g, a.h, a.k, bvn_upper(a.h, a.k, a.rho, a.s2));
+}
+
+template <int F, int G, typename T>
+GK_HD T shifted_pair_k(const Fn f, const Fn g, T q, T qp, T c, T det) {
+  if constexpr (F == kGaussBump && G == kGaussBump) {
+    return bump_density(f, g, q, qp, c, det);
+  } else if constexpr (F == kGaussBump) {
+    return tilt_mean_k<G, T>(f, g, q, qp, c, det);
+  } else if constexpr (G == kGaussBump) {
+    return tilt_mean_k<F, T>(g, f, qp, q, c, det);
+  } else if constexpr (F == kConstant) {
+    return T(f.b) * gauss_avg_mean_k<G, T>(g, -T(g.shift), qp);
+  } else if constexpr (G == kConstant) {
+    return T(g.b) * gauss_avg_mean_k<F, T>(f, -T(f.shift), q);
+  } else if constexpr (F == kErfStep && G == kErfStep) {
+    return orthant_pair(f, g, q, qp, c, det);
+  } else {
+    return T(0);  // no closed form (has_shifted_pair<F, G>() is false)
+  }
+}
+
 // Calls op.template run<F, G>() with both runtime kinds as compile-time constants.
 template <typename Op>
 struct SecondKind {
@@ -117,8 +233,12 @@ struct PairOp {
   bool& ok;
   template <int F, int G>
   GK_HD T run() {
-    ok = has_pair<F, G>();
-    return pair_k<F, G, T>(f, g, q, qp, c, det);
+    if (f.shift == 0.0 && g.shift == 0.0) {
+      ok = has_pair<F, G>();
+      return pair_k<F, G, T>(f, g, q, qp, c, det);
+    }
+    ok = has_shifted_pair<F, G>();
+    return shifted_pair_k<F, G, T>(f, g, q, qp, c, det);
   }
 };
 
@@ -126,6 +246,22 @@ template <typename T>
 GK_HD T pair(const Fn& f, const Fn& g, T q, T qp, T c, T det, bool& ok) {
   PairOp<T> op{f, g, q, qp, c, det, ok};
   return dispatch_pair(f.kind, g.kind, op);
+}
+
+// E[f(u) g(v)] of two functions given as terms: the sum over pairs of terms, f's outer
+// (gaussian.py expect_pair's order); ok = false if one pair has no closed form.
+template <typename T>
+GK_HD T pair_terms(const Terms& f, const Terms& g, T q, T qp, T c, T det, bool& ok) {
+  T acc = T(0);
+  ok = true;
+  for (int i = 0; i < f.n; ++i)
+    for (int j = 0; j < g.n; ++j) {
+      bool one = true;
+      const T v = pair(f[i], g[j], q, qp, c, det, one);
+      acc = (i == 0 && j == 0) ? v : acc + v;
+      ok = ok && one;
+    }
+  return acc;
 }
 
 // ------------------------------------------------------------------------------ gaps
@@ -137,13 +273,6 @@ struct Gaps {
   T kappa, alpha, alphap, gminus, gplus;
 };
 
-// sqrt(q q') - sign c, as det / (sqrt(q q') + sign c) where that has no cancellation
-template <typename T>
-GK_HD T gap_to_collinear(T q, T qp, T c, T det, T sign) {
-  const T cstar = sqrt(q * qp);
-  const T sc = sign * c;
-  return sc > T(0) ? det / (cstar + sc) : cstar - sc;
-}
 
 // sqrt(qt qt' - q q') for variances a, b, qt = q + t/2 (half = t/2)
 template <typename T>

@@ -5,7 +5,8 @@
 // with c = q exactly and det = 0 for coinciding inputs, the layer-1 determinant by
 // Lagrange's identity for n0 <= 8 (wider: q q' - c^2, recomputed from the inputs where it
 // is below kWideDetRecheck q q') and each next one from sigma's gaps (next_det), so
-// that det = q q' - c^2 never suffers cancellation for (anti)collinear inputs.
+// that det = q q' - c^2 never suffers cancellation for (anti)collinear inputs (an
+// activation with thresholds or several terms has no gaps: q q' - c^2).
 #pragma once
 
 #include "gaussian.cuh"
@@ -74,10 +75,12 @@ GK_HD T layer1_det_wide(const T* x, const T* y, int n0, T sw2, T sb2) {
 }
 
 // One entry. q1[l * s1], q2[l * s2] are the layer-l diagonals of the two points; x, y
-// their inputs. Returns false if a pair has no closed form.
+// their inputs; sigma and the pairs' sides are functions as terms (sums of thresholded
+// terms: a quantizer's steps, deltas and surrogates). Returns false if a pair has no
+// closed form.
 template <typename T>
-GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
-                           const Fn* lefts, const Fn* rights, T gram, const T* q1, int s1,
+GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Terms& sigma, int npairs,
+                           const Terms* lefts, const Terms* rights, T gram, const T* q1, int s1,
                            const T* q2, int s2, bool same, const T* x, const T* y, int n0,
                            T* nngp_out, T* k_out) {
   T sig = sw2 * gram + sb2;
@@ -100,14 +103,16 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Fn& sigma, int npairs,
       det = det > T(0) ? det : T(0);
       if (l == 0 && det < T(kWideDetRecheck) * (q * qp)) det = layer1_det_wide(x, y, n0, sw2, sb2);
     }
-    const T next = sw2 * pair(sigma, sigma, q, qp, c, det, ok) + sb2;
+    const T next = sw2 * pair_terms(sigma, sigma, q, qp, c, det, ok) + sb2;
     good = good && ok;
     for (int p = 0; p < npairs; ++p) {
-      const T d = pair(lefts[p], rights[p], q, qp, c, det, ok);
+      const T d = pair_terms(lefts[p], rights[p], q, qp, c, det, ok);
       good = good && ok;
       k[p] = next + sw2 * mul0(d, k[p]);
     }
-    if (l + 1 < depth) det_next = gk::next_det(sigma, sw2, sb2, q, qp, c, det, carried);
+    carried = false;  // thresholds and sums: q q' - c^2 (no gaps)
+    if (l + 1 < depth && plain(sigma))
+      det_next = gk::next_det(sigma[0], sw2, sb2, q, qp, c, det, carried);
     sig = next;
   }
   *nngp_out = sig;

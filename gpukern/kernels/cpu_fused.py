@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..functions import Constant, GaussianBump, ScalarFunction
+from ..functions import Constant, GaussianBump, ScalarFunction, shifted
 from ..gaussian import DEFAULT_ORDER, has_closed_pair, table_panels
 from ..registry import MAX_PAIRS, TABLE_PANEL, Kind, closed_avg
 from .cupy_fused import cuda_dir
@@ -252,44 +252,56 @@ def _tabled(f: ScalarFunction, partner: ScalarFunction) -> bool:
     return isinstance(partner, GaussianBump | Constant) and not closed_avg(f.kind)
 
 
+def _term_pair_ok(a: ScalarFunction, sa: float, b: ScalarFunction, sb: float) -> bool:
+    """One pair of terms has a CPU form: closed, tabled, or closed at its thresholds."""
+    if a.kind is None or b.kind is None:
+        return False
+    if sa != 0.0 or sb != 0.0:
+        return has_closed_pair(shifted(a, sa), shifted(b, sb))
+    return has_closed_pair(a, b) or _tabled(a, b) or _tabled(b, a)
+
+
 def supports(sigma: ScalarFunction, pairs) -> bool:
     """True when the CPU loop computes these kernels: closed forms (as on the GPU), and
-    a quadrature function facing a bump or constant, through a table of its average."""
+    a quadrature function facing a bump or constant, through a table of its average;
+    term by term for sums and thresholds."""
     if (len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma)
             or sigma.descriptor() is None):
         return False
-    for a, b in pairs:
-        if has_closed_pair(a, b):
-            if a.descriptor() is None or b.descriptor() is None:
-                return False
-        elif not (_tabled(a, b) or _tabled(b, a)):
-            return False
-    return True
+    return all(_term_pair_ok(a, sa, b, sb)
+               for f, g in pairs for a, sa in f.terms() for b, sb in g.terms())
+
+
+def _needs_table(term: ScalarFunction, shift: float, partner: ScalarFunction) -> bool:
+    return shift == 0.0 and any(sp == 0.0 and _tabled(term, p) for p, sp in partner.terms())
 
 
 def _plan(sigma, pairs, q_max: float, order: int):
-    """Descriptors (4 per slot), the tables buffer and each slot's offset in it."""
-    rows: list = [sigma.descriptor()]
+    """The descriptors one after the other, the tables buffer and each term's offset in it
+    (a term averaged by a table is sent as a kTable term)."""
+    rows: list[float] = list(sigma.descriptor())
+    offsets = [0] * len(sigma.terms())
     tables: list[np.ndarray] = []
-    offsets = [0]
     used = 0
     kmax = int(np.floor(0.5 * np.log(max(q_max, 1e-300)) / TABLE_PANEL))
     kmin = kmax - int(np.ceil(0.5 * TABLE_DECADES * np.log(10.0) / TABLE_PANEL))
     for a, b in pairs:
         for f, partner in ((a, b), (b, a)):
-            if not has_closed_pair(a, b) and _tabled(f, partner):
-                coef = table_panels(f, kmin, kmax, order)
-                g0 = float(np.asarray(f(np.zeros(1)))[0])
-                rows.append((float(Kind.TABLE), float(kmin), float(coef.shape[0]), g0))
-                offsets.append(used)
-                tables.append(coef.reshape(-1))
-                used += coef.size
-            else:
-                rows.append(f.descriptor())
-                offsets.append(0)
+            rows.append(float(len(f.terms())))
+            for term, shift in f.terms():
+                if _needs_table(term, shift, partner):
+                    coef = table_panels(term, kmin, kmax, order)
+                    g0 = float(np.asarray(term(np.zeros(1)))[0])
+                    rows += [float(Kind.TABLE), float(kmin), float(coef.shape[0]), g0, 0.0]
+                    offsets.append(used)
+                    tables.append(coef.reshape(-1))
+                    used += coef.size
+                else:
+                    rows += [float(term.kind), *term.params(), float(shift)]
+                    offsets.append(0)
     buf = np.concatenate(tables) if tables else np.zeros(1)
-    return (np.asarray(rows, dtype=np.float64).reshape(-1), buf,
-            np.asarray(offsets, dtype=np.int64), bool(tables))
+    return (np.asarray(rows, dtype=np.float64), buf, np.asarray(offsets, dtype=np.int64),
+            bool(tables))
 
 
 def recursion(depth: int, sw2: float, sb2: float, sigma, pairs, x1: np.ndarray,

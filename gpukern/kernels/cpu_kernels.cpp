@@ -8,7 +8,7 @@
 //    rows i; for a chunk of kChunk columns it computes the input Gram, then walks all
 //    layers with every pair (left, right) dispatched once per chunk to a loop that has no
 //    branch on the kinds, so that the compiler vectorises it (glibc's libmvec for
-//    atan2/erf/exp/log where GK_LIBMVEC is defined). Computed in double, written in the
+//    atan2/erf/exp/log/sin where GK_LIBMVEC is defined). Computed in double, written in the
 //    output type. An entry's value does not depend on where it sits: every loop runs over
 //    whole padded chunks of aligned buffers (no scalar prologue or epilogue that would
 //    round differently).
@@ -32,6 +32,8 @@ double expm1(double) noexcept;
 double log(double) noexcept;
 #pragma omp declare simd notinbranch
 double log1p(double) noexcept;
+#pragma omp declare simd notinbranch
+double sin(double) noexcept;
 }
 #endif
 
@@ -41,6 +43,7 @@ double log1p(double) noexcept;
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "gpukern/recursion.cuh"
@@ -54,7 +57,55 @@ struct alignas(kAlign) Buf {
   double v[kChunk];
 };
 
-// out[j] = E[f(u_j) g(v_j)] over one chunk, for the kinds of (f, g) as constants.
+// E[f(u - sf) g(v - sg)] of two erf/sign terms over one chunk: the orthant
+// probability's arguments, then the probability scheme by scheme (bvn_class) over the
+// entries gathered for it, so that every loop is branch-free and vectorises, then the
+// combination (the numbers of gk::orthant_pair).
+void orthant_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* __restrict qp,
+                   const double* __restrict c, const double* __restrict det,
+                   double* __restrict out) {
+  alignas(kAlign) double h[kChunk], k[kChunk], rho[kChunk], s2[kChunk], orth[kChunk];
+  alignas(kAlign) double live[kChunk];
+  const gk::Fn ff = f, gg = g;
+#pragma omp simd aligned(h, k, rho, s2, live : kAlign)
+  for (int j = 0; j < kChunk; ++j) {
+    gk::OrthantArgs<double> a;
+    live[j] = gk::orthant_args(ff, gg, q, qp[j], c[j], det[j], a) ? 1.0 : 0.0;
+    h[j] = a.h;
+    k[j] = a.k;
+    rho[j] = a.rho;
+    s2[j] = a.s2 > 0.0 ? a.s2 : 0.0;
+  }
+  int idx[4][kChunk], cnt[4] = {0, 0, 0, 0};
+  for (int j = 0; j < kChunk; ++j) {
+    if (live[j] == 0.0 || std::isinf(h[j]) || std::isinf(k[j])) {
+      orth[j] = live[j] != 0.0 ? gk::bvn_upper(h[j], k[j], rho[j], s2[j]) : 0.0;
+      continue;
+    }
+    const int cls = gk::bvn_class(rho[j]);
+    idx[cls][cnt[cls]++] = j;
+  }
+  auto by_class = [&](auto cls) {
+    constexpr int C = decltype(cls)::value;
+    const int* ix = idx[C];
+#pragma omp simd
+    for (int i = 0; i < cnt[C]; ++i) {
+      const int j = ix[i];
+      orth[j] = gk::bvn_by_class<C>(h[j], k[j], rho[j], s2[j]);
+    }
+  };
+  by_class(std::integral_constant<int, 0>{});
+  by_class(std::integral_constant<int, 1>{});
+  by_class(std::integral_constant<int, 2>{});
+  by_class(std::integral_constant<int, 3>{});
+#pragma omp simd aligned(h, k, orth, out : kAlign)
+  for (int j = 0; j < kChunk; ++j) out[j] = gk::orthant_combine(ff, gg, h[j], k[j], orth[j]);
+  for (int j = 0; j < kChunk; ++j)
+    if (live[j] == 0.0) out[j] = gk::orthant_degenerate(ff, gg, q, qp[j]);
+}
+
+// out[j] = E[f(u_j) g(v_j)] over one chunk for two terms, the kinds of (f, g) as
+// constants (their shifts decide the formula once, outside the loop).
 struct PairChunk {
   const gk::Fn& f;
   const gk::Fn& g;
@@ -66,27 +117,67 @@ struct PairChunk {
 
   template <int F, int G>
   bool run() {
-    if constexpr (!gk::has_pair<F, G>()) {
+    const gk::Fn ff = f, gg = g;
+    const double qq = q;
+    const double* __restrict qpv = qp;
+    const double* __restrict cv = c;
+    const double* __restrict detv = det;
+    double* __restrict o = out;
+    if (ff.shift == 0.0 && gg.shift == 0.0) {
+      if constexpr (!gk::has_pair<F, G>()) {
+        return false;
+      } else {
+#pragma omp simd aligned(qpv, cv, detv, o : kAlign)
+        for (int j = 0; j < kChunk; ++j)
+          o[j] = gk::pair_k<F, G, double>(ff, gg, qq, qpv[j], cv[j], detv[j]);
+        return true;
+      }
+    }
+    if constexpr (!gk::has_shifted_pair<F, G>()) {
       return false;
+    } else if constexpr (F == gk::kErfStep && G == gk::kErfStep) {
+      orthant_chunk(ff, gg, qq, qpv, cv, detv, o);
+      return true;
     } else {
-      const gk::Fn ff = f, gg = g;
-      const double qq = q;
-      const double* __restrict qpv = qp;
-      const double* __restrict cv = c;
-      const double* __restrict detv = det;
-      double* __restrict o = out;
 #pragma omp simd aligned(qpv, cv, detv, o : kAlign)
       for (int j = 0; j < kChunk; ++j)
-        o[j] = gk::pair_k<F, G, double>(ff, gg, qq, qpv[j], cv[j], detv[j]);
+        o[j] = gk::shifted_pair_k<F, G, double>(ff, gg, qq, qpv[j], cv[j], detv[j]);
       return true;
     }
   }
 };
 
-bool pair_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* qp, const double* c,
-                const double* det, double* out) {
-  PairChunk op{f, g, q, qp, c, det, out};
-  return gk::dispatch_pair(f.kind, g.kind, op);
+// A function as its terms (tables resolved).
+using FnTerms = std::vector<gk::Fn>;
+
+// out = E[f(u) g(v)] over one chunk: the sum over pairs of terms, f's outer (the order
+// of gk::pair_terms); tmp is scratch.
+bool pair_chunk(const FnTerms& f, const FnTerms& g, double q, const double* qp, const double* c,
+                const double* det, double* __restrict out, double* __restrict tmp) {
+  bool ok = true;
+  for (size_t i = 0; i < f.size(); ++i)
+    for (size_t j = 0; j < g.size(); ++j) {
+      const bool first = i == 0 && j == 0;
+      PairChunk op{f[i], g[j], q, qp, c, det, first ? out : tmp};
+      ok = gk::dispatch_pair(f[i].kind, g[j].kind, op) && ok;
+      if (!first)
+#pragma omp simd aligned(out, tmp : kAlign)
+        for (int k = 0; k < kChunk; ++k) out[k] = out[k] + tmp[k];
+    }
+  return ok;
+}
+
+// The terms of the descriptor at desc; a kTable term t (counted over all descriptors from
+// first_term) reads its coefficients at tables + offsets[t].
+FnTerms read_terms(const double* desc, int first_term, const double* tables,
+                   const int64_t* offsets) {
+  const gk::Terms t = gk::terms_at(desc);
+  FnTerms out(t.n);
+  for (int i = 0; i < t.n; ++i) {
+    out[i] = t[i];
+    if (out[i].kind == gk::kTable) out[i].coef = tables + offsets[first_term + i];
+  }
+  return out;
 }
 
 // out[j] = the next layer's determinant over one chunk (gk::next_det_k); false where
@@ -135,7 +226,7 @@ struct NextDetChunk {
 
 // Per-thread state: the chunk's buffers.
 struct Work {
-  Buf gram, sig, next, c, det, d, qp, same, shared, carry;
+  Buf gram, sig, next, c, det, d, qp, same, shared, carry, tmp;
   Buf k[gk::kMaxPairs];
 };
 
@@ -144,17 +235,22 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
               double sb2, const double* fns, const double* tables, const int64_t* offsets,
               int npairs, int upper, Out* nngp, Out* kout) {
-  auto make = [&](int slot) {
-    gk::Fn f = gk::make_fn(fns + 4 * slot);
-    if (f.kind == gk::kTable) f.coef = tables + offsets[slot];
+  // the descriptors one after the other: sigma, then left/right per pair
+  const double* at = fns;
+  int first_term = 0;
+  auto next_fn = [&]() {
+    FnTerms f = read_terms(at, first_term, tables, offsets);
+    first_term += static_cast<int>(f.size());
+    at += gk::descriptor_size(at);
     return f;
   };
-  const gk::Fn sigma = make(0);
-  gk::Fn lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
+  const FnTerms sigma = next_fn();
+  FnTerms lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
   for (int p = 0; p < npairs; ++p) {
-    lefts[p] = make(1 + 2 * p);
-    rights[p] = make(2 + 2 * p);
+    lefts[p] = next_fn();
+    rights[p] = next_fn();
   }
+  auto plain = [](const FnTerms& f) { return f.size() == 1 && f[0].shift == 0.0; };
   // columns padded to whole chunks: x2 transposed (n0, m), q2 (depth, m), ids (m)
   const int64_t m = ((int64_t)n2 + kChunk - 1) / kChunk * kChunk + kChunk;
   std::vector<double> x2t((size_t)n0 * m, 0.0), q2p((size_t)depth * m, 1.0);
@@ -168,8 +264,9 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
   // both sides: the NTK) share the root of their closed forms: one sqrt for both
   int twin = -1;
   for (int p = npairs - 1; p >= 0; --p)
-    if (sigma.kind == gk::kErfStep && lefts[p].kind == gk::kGaussBump &&
-        rights[p].kind == gk::kGaussBump && lefts[p].a == sigma.a && rights[p].a == sigma.a)
+    if (plain(sigma) && plain(lefts[p]) && plain(rights[p]) && sigma[0].kind == gk::kErfStep &&
+        lefts[p][0].kind == gk::kGaussBump && rights[p][0].kind == gk::kGaussBump &&
+        lefts[p][0].a == sigma[0].a && rights[p][0].a == sigma[0].a)
       twin = p;
   const bool exact_det = n0 <= gk::kExactDetMaxFeatures;
   const double inv_n0 = 1.0 / n0;
@@ -235,7 +332,7 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           double* __restrict d = w->d.v;
           if (twin >= 0) {  // sigma's pair and the twin pair from one root
             double* __restrict dt = w->shared.v;
-            const gk::Fn s = sigma, lf = lefts[twin], rg = rights[twin];
+            const gk::Fn s = sigma[0], lf = lefts[twin][0], rg = rights[twin][0];
             const double t = s.a;
 #pragma omp simd aligned(qp, c, det, next, dt : kAlign)
             for (int j = 0; j < kChunk; ++j) {
@@ -244,20 +341,22 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               dt[j] = gk::bump_pair(lf, rg, root);
             }
           } else {
-            good = pair_chunk(sigma, sigma, q, qp, c, det, next) && good;
+            good = pair_chunk(sigma, sigma, q, qp, c, det, next, w->tmp.v) && good;
           }
 #pragma omp simd aligned(next : kAlign)
           for (int j = 0; j < kChunk; ++j) next[j] = sw2 * next[j] + sb2;
           for (int p = 0; p < npairs; ++p) {
             double* __restrict dp = p == twin ? w->shared.v : d;
-            if (p != twin) good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d) && good;
+            if (p != twin)
+              good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d, w->tmp.v) && good;
             double* __restrict kp = w->k[p].v;
 #pragma omp simd aligned(kp, dp, next : kAlign)
             for (int j = 0; j < kChunk; ++j) kp[j] = next[j] + sw2 * gk::mul0(dp[j], kp[j]);
           }
-          if (l + 1 < depth) {
-            NextDetChunk op{sigma, sw2, sb2, q, qp, c, det, w->carry.v};
-            carried = gk::dispatch_kind(sigma.kind, op);
+          carried = false;  // thresholds and sums: q q' - c^2 (no gaps)
+          if (l + 1 < depth && plain(sigma)) {
+            NextDetChunk op{sigma[0], sw2, sb2, q, qp, c, det, w->carry.v};
+            carried = gk::dispatch_kind(sigma[0].kind, op);
           }
           std::copy(next, next + kChunk, sig);
         }
@@ -301,10 +400,9 @@ struct MapOp {
   const gk::Fn& f;
   int64_t n;
   const V* __restrict h;
-  const V* __restrict pre;
-  V scale;
   V* __restrict out;
   bool parallel;
+  bool accumulate;  // out += f(h) (a later term of a sum)
 
   template <int K>
   bool run() {
@@ -313,34 +411,45 @@ struct MapOp {
     } else {
       const gk::Fn ff = f;
       const V* __restrict hv = h;
-      const V* __restrict pv = pre;
       V* __restrict o = out;
-      const V sc = scale;
       auto value = [ff](V v) {
         return static_cast<V>(gk::value_k<K, double>(ff, static_cast<double>(v)));
       };
       auto plain = [=](int64_t i) { o[i] = value(hv[i]); };
-      auto scaled = [=](int64_t i) { o[i] = (pv[i] * sc) * value(hv[i]); };
+      auto added = [=](int64_t i) { o[i] = o[i] + value(hv[i]); };
       const bool par = parallel && n > kParallelMin;
-      if (pv == nullptr)
-        par ? for_each<true>(n, plain) : for_each<false>(n, plain);
+      if (accumulate)
+        par ? for_each<true>(n, added) : for_each<false>(n, added);
       else
-        par ? for_each<true>(n, scaled) : for_each<false>(n, scaled);
+        par ? for_each<true>(n, plain) : for_each<false>(n, plain);
       return true;
     }
   }
 };
 
+// out = f(h), or (pre * scale) * f(h) when pre is given, for a function given as terms:
+// the terms are added up in V (as NumPy adds a sum's parts), then multiplied by pre.
 template <typename V>
-bool apply(const gk::Fn& f, int64_t n, const V* h, const V* pre, V scale, V* out,
+bool apply(const gk::Terms& f, int64_t n, const V* h, const V* pre, V scale, V* out,
            bool parallel = true) {
-  MapOp<V> op{f, n, h, pre, scale, out, parallel};
-  return gk::dispatch_kind(f.kind, op);
+  bool ok = true;
+  for (int i = 0; i < f.n; ++i) {
+    const gk::Fn term = f[i];
+    MapOp<V> op{term, n, h, out, parallel, i > 0};
+    ok = gk::dispatch_kind(term.kind, op) && ok;
+  }
+  if (pre != nullptr) {
+    V* __restrict o = out;
+    const V* __restrict pv = pre;
+    auto times = [=](int64_t i) { o[i] = (pv[i] * scale) * o[i]; };
+    parallel && n > kParallelMin ? for_each<true>(n, times) : for_each<false>(n, times);
+  }
+  return ok;
 }
 
 template <typename V>
 int map(const double* fn, int64_t n, const V* h, const V* pre, double scale, V* out) {
-  return apply(gk::make_fn(fn), n, h, pre, static_cast<V>(scale), out);
+  return apply(gk::terms_at(fn), n, h, pre, static_cast<V>(scale), out);
 }
 
 // out (=, or += when accumulate) dd * (c * zz + b): one layer of an empirical kernel,
@@ -379,7 +488,7 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
              const double* deriv_d, Gemm<V> gemm, V* f_out) {
   // Activations are kept feature-major (n_l x N, "transposed"): every GEMM is then of the
   // weight matrix as stored, the fastest BLAS case for N of a few dozen rows.
-  const gk::Fn sigma = gk::make_fn(sigma_d), deriv = gk::make_fn(deriv_d);
+  const gk::Terms sigma = gk::terms_at(sigma_d), deriv = gk::terms_at(deriv_d);
   std::vector<V> xt((size_t)sizes[0] * n);
   for (int i = 0; i < n; ++i)
     for (int k = 0; k < sizes[0]; ++k) xt[(size_t)k * n + i] = x[(int64_t)i * sizes[0] + k];
@@ -486,10 +595,12 @@ extern "C" {
 
 // NNGP (nngp may be null) and npairs kernels (kout: npairs x n1 x n2) of x1 (n1, n0)
 // against x2 (n2, n0); q1 (depth, n1), q2 (depth, n2) the layer diagonals; id1, id2 row
-// ids (equal: identical inputs). fns: 4 doubles per function slot (sigma, then left/right
-// per pair); a kTable slot s reads its coefficients at tables + offsets[s]. upper != 0
+// ids (equal: identical inputs). fns: sigma's descriptor, then left/right per pair; a
+// kTable term t reads its coefficients at tables + offsets[t]. upper != 0
 // (x2 is x1, all kernels symmetric): the upper triangle is computed and mirrored. Returns
 // 0 if a pair has no closed form; entries outside a table's panels are NaN.
+// fns holds the descriptors one after the other ({n, then kind, a, b, c, shift per term});
+// offsets is indexed by term, counted over all of them.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,

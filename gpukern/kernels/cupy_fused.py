@@ -46,9 +46,10 @@ def supports(sigma: ScalarFunction, pairs: list[tuple[ScalarFunction, ScalarFunc
 
 
 def descriptors(sigma: ScalarFunction, pairs) -> np.ndarray:
-    """sigma, then (left, right) per pair: each function's descriptor, 4 doubles."""
-    rows = [sigma.descriptor()] + [f.descriptor() for p in pairs for f in p]
-    return np.asarray(rows, dtype=np.float64).reshape(-1)
+    """sigma, then (left, right) per pair: each function's descriptor ({n, then kind, a,
+    b, c, shift per term}), one after the other."""
+    rows = [v for f in [sigma] + [f for p in pairs for f in p] for v in f.descriptor()]
+    return np.asarray(rows, dtype=np.float64)
 
 
 KERNEL = "fused_recursion<double>"

@@ -12,7 +12,8 @@ buffers. Each kernel is a flat 1-D grid with an explicit bounds check.
   zz may be shared by the ensemble)
 * ``axpy``:               w += alpha * g             (the SGL parameter update)
 
-``d`` is a function descriptor (kind, a, b, c) (:mod:`gpukern.registry`).
+``d`` is a function descriptor {n, then kind, a, b, c, shift per term}
+(:mod:`gpukern.registry`), a device array: d(h) = sum_k f_k(h - shift_k).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from numba import config, cuda
 
 from ..functions import classes_by_kind
+from ..registry import TERM_SIZE
 
 THREADS = 256
 
@@ -44,11 +46,19 @@ def _kernels() -> dict:
     exec(source, ns)  # noqa: S102  (source built above from the registry's kind numbers)
     value = cuda.jit(device=True)(ns["value"])
 
+    @cuda.jit(device=True)
+    def value_terms(d, v):
+        acc = 0.0
+        for t in range(int(d[0])):
+            k = 1 + TERM_SIZE * t
+            acc += value(int(d[k]), d[k + 1], d[k + 2], d[k + 3], v - d[k + 4])
+        return acc
+
     @cuda.jit
-    def scaled_derivative(pre, h, out, scale, kind, a, b, c):
+    def scaled_derivative(pre, h, out, scale, d):
         i = cuda.grid(1)
         if i < out.size:
-            out[i] = pre[i] * scale * value(kind, a, b, c, h[i])
+            out[i] = pre[i] * scale * value_terms(d, h[i])
 
     @cuda.jit
     def hadamard_accumulate(k, dd, zz, c, b):
@@ -104,10 +114,9 @@ def _launch(name: str, n: int, *args: Any) -> None:
 
 
 def scaled_derivative(pre, h, out, scale: float, descriptor) -> None:
-    """out = pre * scale * d(h), elementwise over flat contiguous arrays."""
-    kind, a, b, c = descriptor
-    _launch("scaled_derivative", out.size, pre, h, out, float(scale), int(kind), float(a),
-            float(b), float(c))
+    """out = pre * scale * d(h), elementwise over flat contiguous arrays; ``descriptor``
+    a float64 array on the device (or NumPy in the simulator)."""
+    _launch("scaled_derivative", out.size, pre, h, out, float(scale), descriptor)
 
 
 def hadamard_accumulate(k, dd, zz, c: float, b: float) -> None:

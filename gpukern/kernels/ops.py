@@ -140,7 +140,7 @@ def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) ->
         pre = xp.ascontiguousarray(pre)
         out = xp.empty_like(pre)
         if _numba("scaled_derivative", pre.reshape(-1), xp.ascontiguousarray(h).reshape(-1),
-                  out.reshape(-1), scale, desc):
+                  out.reshape(-1), scale, xp.asarray(np.asarray(desc, dtype=np.float64))):
             return out
     return pre * scale * fn(h).astype(h.dtype, copy=False)
 
