@@ -26,6 +26,23 @@ class AnalyticKernels:
         self.sign_net.sgntk(self.x)
 
 
+class Thresholds:
+    """NNGP + SG-NTK of jumps at thresholds against sign's (the ratio is the cost of the
+    bivariate normal orthant probabilities: n thresholds give n^2 pairs of terms)."""
+
+    params = ([1024], ["sign", "step(1)", "quantizer(2 bits)"])
+    param_names = ["N", "activation"]
+
+    def setup(self, n, activation):
+        self.x = inputs(n)
+        act = {"sign": gk.activations.sign(), "step(1)": gk.activations.step(1.0),
+               "quantizer(2 bits)": gk.activations.uniform_quantizer(2)}[activation]
+        self.net = gk.MLP(3, act, gk.surrogates.erf(2.0), weight_std=1.5, bias_std=0.2)
+
+    def time_nngp_sgntk(self, n, activation):
+        sync(self.net.kernels(self.x, which=("nngp", "sgntk")))
+
+
 class GpuMemory:
     """CuPy memory pool after an SG-NTK (outputs + cached blocks). Skipped (setup raises
     NotImplementedError, asv's "not applicable") off the CuPy backend."""
@@ -52,4 +69,6 @@ AnalyticKernels.time_erf_nngp_ntk.pretty_name = (
 AnalyticKernels.time_sign_sgntk.pretty_name = (
     "analytic: sign network SG-NTK (delta x surrogate; erf closed form, fast_sigmoid table)")
 AnalyticKernels.peakmem_sign_sgntk.pretty_name = "analytic: sign SG-NTK peak memory"
+Thresholds.time_nngp_sgntk.pretty_name = (
+    "analytic: NNGP + SG-NTK of sign, step at 1 and a 2-bit quantizer, depth 3")
 GpuMemory.track_gpu_pool_bytes.pretty_name = "analytic: CuPy memory pool after an SG-NTK (GPU only)"

@@ -28,6 +28,7 @@ from . import (
     surrogate_family,
     surrogate_scale,
     surrogate_width,
+    thresholds,
 )
 from .common import SCALES, Context, Task, circle_task, load_task, save_json
 
@@ -40,6 +41,7 @@ EXPERIMENTS: dict[str, Callable[[Context], dict]] = {
     "surrogate_scale": surrogate_scale.run,
     "surrogate_family": surrogate_family.run,
     "digits": digits.run,
+    "thresholds": thresholds.run,
 }
 OPTIONAL = {"digits": (digits.available, digits.INSTALL_HINT)}
 """Experiments that need an optional extra: (is it installed, how to install it)."""

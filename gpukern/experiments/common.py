@@ -56,6 +56,9 @@ class Scale:
     digits_width: int = 512
     digits_networks: int = 20
     digits_steps: int = 30
+    th_width: int = 256
+    th_networks: int = 64
+    th_steps: int = 200
 
 
 SCALES = {
@@ -63,7 +66,8 @@ SCALES = {
     "paper": Scale("paper", n_test=181, conv_steps=10000, ens_widths=(100, 500, 1000),
                    ens_networks=500, ens_steps=10000, sw_widths=(128, 256, 512, 1024, 2048),
                    sw_networks=200, sw_steps=2000, div_empirical_networks=100,
-                   digits_width=1024, digits_networks=50, digits_steps=400),
+                   digits_width=1024, digits_networks=50, digits_steps=400, th_width=1024,
+                   th_networks=200, th_steps=2000),
     # settles surrogate_width on a 2-core CPU (~35 min for it alone); others as quick
     "full": Scale("full", n_test=72, sw_ks=(0.5, 1.0, 2.0, 4.0, 8.0),
                   sw_widths=(256, 512, 1024, 2048), sw_networks=400, sw_steps=80,
@@ -75,7 +79,8 @@ SCALES = {
                   ens_networks=6, ens_steps=5, sw_ks=(1.0, 4.0), sw_widths=(16, 32),
                   sw_networks=6, sw_steps=5, ss_width=16, ss_networks=4, ss_steps=4,
                   sf_width=16, sf_networks=4, sf_steps=4, digits_train=150, digits_test=60,
-                  digits_width=16, digits_networks=3, digits_steps=4),
+                  digits_width=16, digits_networks=3, digits_steps=4, th_width=16,
+                  th_networks=4, th_steps=4),
 }
 
 
