@@ -15,62 +15,98 @@ namespace gk {
 
 constexpr double kAsymptoticRho = 0.925;
 
-template <int N, typename T>
-GK_HD T plackett_sum(T hk, T hs, T asr) {
-  T acc = T(0);
-#if defined(__CUDACC__)
-#pragma unroll
-#else
-#pragma GCC unroll 32  // fully unrolled: a loop over entries around it vectorises
-#endif
-  for (int i = 0; i < N; ++i) {
-    const T sn = sin(asr * (T(0.5) * (T(gl_node<N>(i)) + T(1))));
-    acc = acc + T(gl_weight<N>(i)) * exp((sn * hk - hs) / (T(1) - sn * sn));
-  }
-  return acc;
+// Each scheme in pieces (prepare, one node's term, finish), so that the CPU loop can run
+// node by node over many entries; the per-entry functions below compose the same pieces.
+
+// Plackett's integral: the node term w exp((sn hk - hs)/(1 - sn^2)), sn = sin(asr (x + 1)/2)
+template <typename T>
+struct Plackett {
+  T hk, hs, asr;
+};
+
+template <typename T>
+GK_HD Plackett<T> plackett_prepare(T h, T k, T rho, T s2) {
+  return {h * k, T(0.5) * (h * h + k * k), atan2(rho, sqrt(s2))};
+}
+
+template <typename T>
+GK_HD T plackett_term(const Plackett<T>& p, T x, T w) {
+  const T sn = sin(p.asr * (T(0.5) * (x + T(1))));
+  return w * exp((sn * p.hk - p.hs) / (T(1) - sn * sn));
+}
+
+template <typename T>
+GK_HD T plackett_finish(const Plackett<T>& p, T h, T k, T acc) {
+  return ndtr(-h) * ndtr(-k) + acc * p.asr * (T(0.5) / (T(2) * T(kPi)));
 }
 
 template <int N, typename T>
 GK_HD T bvn_middle(T h, T k, T rho, T s2) {
-  const T hk = h * k, hs = T(0.5) * (h * h + k * k);
-  const T asr = atan2(rho, sqrt(s2));
-  return ndtr(-h) * ndtr(-k) + plackett_sum<N>(hk, hs, asr) * asr * (T(0.5) / (T(2) * T(kPi)));
+  const Plackett<T> p = plackett_prepare(h, k, rho, s2);
+  T acc = T(0);
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+  for (int i = 0; i < N; ++i) acc = acc + plackett_term(p, T(gl_node<N>(i)), T(gl_weight<N>(i)));
+  return plackett_finish(p, h, k, acc);
+}
+
+// The expansion about rho = 1: the series part exactly, then one node's term of the rest
+template <typename T>
+struct NearOne {
+  T upper, hk, bs, c, d, half, total;
+  bool live;
+};
+
+template <typename T>
+GK_HD NearOne<T> near_one_prepare(T h, T k, T s2) {
+  NearOne<T> n;
+  n.upper = ndtr(-(h > k ? h : k));
+  n.live = s2 > T(0);  // rho = 1: the upper probability alone
+  s2 = n.live ? s2 : T(1);
+  const T a = sqrt(s2);
+  n.hk = h * k;
+  n.bs = (h - k) * (h - k);
+  const T b = sqrt(n.bs);
+  n.c = (T(4) - n.hk) / T(8);
+  n.d = (T(12) - n.hk) / T(16);
+  const T asr = T(-0.5) * (n.bs / s2 + n.hk);
+  const T series = a * exp(asr) * (T(1) - n.c * (n.bs - s2) * (T(1) - n.d * n.bs / T(5)) / T(3) +
+                                   n.c * n.d * s2 * s2 / T(5));
+  // computed unconditionally (loops vectorise), dropped where hk <= -100 (negligible there)
+  const T tail_v = exp(T(-0.5) * n.hk) * (sqrt(T(2) * T(kPi)) * ndtr(-b / a)) * b *
+                   (T(1) - n.c * n.bs * (T(1) - n.d * n.bs / T(5)) / T(3));
+  const T tail = n.hk > T(-100) ? tail_v : T(0);
+  n.total = series - tail;
+  n.half = T(0.5) * a;
+  return n;
+}
+
+template <typename T>
+GK_HD T near_one_term(const NearOne<T>& n, T x, T w) {
+  const T xr = n.half * (x + T(1));
+  const T xsq = xr * xr;
+  const T rs = sqrt(T(1) - xsq);
+  const T expo = T(-0.5) * (n.bs / xsq + n.hk);
+  const T rest = exp(-n.hk * (T(1) - rs) / (T(2) * (T(1) + rs))) / rs -
+                 (T(1) + n.c * xsq * (T(1) + n.d * xsq));
+  return (n.half * w) * exp(expo) * rest;
+}
+
+template <typename T>
+GK_HD T near_one_finish(const NearOne<T>& n, T total) {
+  return n.upper - (n.live ? total : T(0)) / (T(2) * T(kPi));
 }
 
 template <typename T>
 GK_HD T bvn_near_one(T h, T k, T s2) {
-  const T upper = ndtr(-(h > k ? h : k));
-  const bool live = s2 > T(0);  // rho = 1: the upper probability alone
-  s2 = live ? s2 : T(1);
-  const T a = sqrt(s2);
-  const T hk = h * k;
-  const T bs = (h - k) * (h - k);
-  const T b = sqrt(bs);
-  const T c = (T(4) - hk) / T(8);
-  const T d = (T(12) - hk) / T(16);
-  const T asr = T(-0.5) * (bs / s2 + hk);
-  const T series = a * exp(asr) * (T(1) - c * (bs - s2) * (T(1) - d * bs / T(5)) / T(3) +
-                                   c * d * s2 * s2 / T(5));
-  const T tail = hk > T(-100) ? exp(T(-0.5) * hk) * (sqrt(T(2) * T(kPi)) * ndtr(-b / a)) * b *
-                                    (T(1) - c * bs * (T(1) - d * bs / T(5)) / T(3))
-                              : T(0);
-  T total = series - tail;
-  const T half = T(0.5) * a;
+  const NearOne<T> n = near_one_prepare(h, k, s2);
+  T total = n.total;
 #if defined(__CUDACC__)
 #pragma unroll
-#else
-#pragma GCC unroll 32  // fully unrolled: a loop over entries around it vectorises
 #endif
-  for (int i = 0; i < 20; ++i) {
-    const T xr = half * (T(gl_node<20>(i)) + T(1));
-    const T xsq = xr * xr;
-    const T rs = sqrt(T(1) - xsq);
-    const T expo = T(-0.5) * (bs / xsq + hk);
-    const T rest = exp(-hk * (T(1) - rs) / (T(2) * (T(1) + rs))) / rs -
-                   (T(1) + c * xsq * (T(1) + d * xsq));
-    total = total + (half * T(gl_weight<20>(i))) * exp(expo) * rest;
-  }
-  return upper - (live ? total : T(0)) / (T(2) * T(kPi));
+  for (int i = 0; i < 20; ++i) total = total + near_one_term(n, T(gl_node<20>(i)), T(gl_weight<20>(i)));
+  return near_one_finish(n, total);
 }
 
 // The scheme for finite h, k: 0, 1, 2 Plackett's integral with 6, 12, 20 nodes, 3 the
@@ -79,6 +115,11 @@ template <typename T>
 GK_HD int bvn_class(T rho) {
   const T a = fabs(rho);
   return a < T(0.3) ? 0 : (a < T(0.75) ? 1 : (a < T(kAsymptoticRho) ? 2 : 3));
+}
+
+template <typename T>
+GK_HD T clamp01(T p) {
+  return p < T(0) ? T(0) : (p > T(1) ? T(1) : p);
 }
 
 // P(X > h, Y > k) for finite h, k by scheme C (bvn_class)
@@ -95,7 +136,7 @@ GK_HD T bvn_by_class(T h, T k, T rho, T s2) {
     const T near = bvn_near_one(h, rho < T(0) ? -k : k, s2);
     out = rho < T(0) ? ndtr(-h) - near : near;
   }
-  return out < T(0) ? T(0) : (out > T(1) ? T(1) : out);
+  return clamp01(out);
 }
 
 // P(X > h, Y > k); h, k may be +-inf

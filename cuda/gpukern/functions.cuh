@@ -187,7 +187,8 @@ GK_HD T gauss_avg_mean_k(const Fn g, T m, T s2) {
   if constexpr (K == kErfStep) {  // offset + amp erf(m / sqrt(t + 2 s2))
     const T width = a + T(2) * s2;
     const T sgn = m > T(0) ? T(1) : (m < T(0) ? T(-1) : T(0));
-    return c + b * (width > T(0) ? erf(m / sqrt(width)) : sgn);
+    const T e = erf(m / sqrt(width > T(0) ? width : T(1)));  // unconditional: loops vectorise
+    return c + b * (width > T(0) ? e : sgn);
   } else if constexpr (K == kGaussBump) {  // weight exp(-m^2 / D) / sqrt(pi D), D = t + 2 s2
     const T width = a + T(2) * s2;
     const T dens = b / sqrt(T(kPi) * width) * exp(-(m * m) / width);
@@ -195,7 +196,8 @@ GK_HD T gauss_avg_mean_k(const Fn g, T m, T s2) {
   } else if constexpr (K == kHeaviside) {  // scale Phi(m / s)
     const T s = sqrt(s2);
     const T sgn = m > T(0) ? T(1) : (m < T(0) ? T(-1) : T(0));
-    return b * (s > T(0) ? ndtr(m / s) : T(0.5) * (T(1) + sgn));
+    const T p = ndtr(m / (s > T(0) ? s : T(1)));
+    return b * (s > T(0) ? p : T(0.5) * (T(1) + sgn));
   } else if constexpr (K == kReLU) {
     return ramp_avg(m, s2);
   } else if constexpr (K == kIdentity) {

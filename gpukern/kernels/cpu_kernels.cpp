@@ -43,7 +43,6 @@ double sin(double) noexcept;
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <type_traits>
 #include <vector>
 
 #include "gpukern/recursion.cuh"
@@ -57,10 +56,107 @@ struct alignas(kAlign) Buf {
   double v[kChunk];
 };
 
+// The n entries ix[i] of a chunk's arrays, gathered into contiguous ones (a loop with no
+// calls: the math loops after it then vectorise with plain loads).
+struct Gathered {
+  alignas(kAlign) double h[kChunk], k[kChunk], rho[kChunk], s2[kChunk], out[kChunk];
+};
+
+constexpr int kLanes = 8;  // loops run over whole groups of this many entries (no scalar tail)
+
+// Returns the count rounded up to whole groups; the padding entries are harmless values
+// whose results are not used.
+int gather(const int* ix, int n, const double* h, const double* k, const double* rho,
+           const double* s2, Gathered& g) {
+  for (int i = 0; i < n; ++i) {
+    const int j = ix[i];
+    g.h[i] = h[j];
+    g.k[i] = k[j];
+    g.rho[i] = rho[j];
+    g.s2[i] = s2[j];
+  }
+  const int padded = (n + kLanes - 1) / kLanes * kLanes;
+  for (int i = n; i < padded; ++i) {
+    g.h[i] = g.k[i] = 0.0;
+    g.rho[i] = n > 0 ? g.rho[0] : 0.0;  // the class of the others
+    g.s2[i] = n > 0 ? g.s2[0] : 1.0;
+  }
+  return padded;
+}
+
+// f(i) for i < n (a multiple of kLanes), in fixed-length vector groups
+template <typename F>
+inline void for_groups(int n, F f) {
+  for (int b = 0; b < n; b += kLanes) {
+#pragma omp simd
+    for (int i = b; i < b + kLanes; ++i) f(i);
+  }
+}
+
+// g.out[i] = P(X > h, Y > k) by Plackett's integral with N nodes: node by node over the
+// entries (each loop vectorises), in the order of gk::bvn_middle
+template <int N>
+void plackett_class(int n, Gathered& g) {
+  alignas(kAlign) double hk[kChunk], hs[kChunk], asr[kChunk], acc[kChunk];
+  const double* __restrict h = g.h;
+  const double* __restrict k = g.k;
+  const double* __restrict rho = g.rho;
+  const double* __restrict s2 = g.s2;
+  double* __restrict out = g.out;
+  for_groups(n, [&](int i) {
+    const gk::Plackett<double> p = gk::plackett_prepare(h[i], k[i], rho[i], s2[i]);
+    hk[i] = p.hk;
+    hs[i] = p.hs;
+    asr[i] = p.asr;
+    acc[i] = 0.0;
+  });
+  for (int node = 0; node < N; ++node) {
+    const double x = gk::gl_node<N>(node), w = gk::gl_weight<N>(node);
+    for_groups(n, [&](int i) { acc[i] = acc[i] + gk::plackett_term({hk[i], hs[i], asr[i]}, x, w); });
+  }
+  for_groups(n, [&](int i) {
+    out[i] = gk::clamp01(gk::plackett_finish({hk[i], hs[i], asr[i]}, h[i], k[i], acc[i]));
+  });
+}
+
+// The same for the expansion about rho = +-1 (gk::bvn_by_class<3>)
+void near_one_class(int n, Gathered& g) {
+  alignas(kAlign) double upper[kChunk], hk[kChunk], bs[kChunk], c[kChunk], d[kChunk],
+      half[kChunk], total[kChunk], live[kChunk];
+  const double* __restrict h = g.h;
+  const double* __restrict k = g.k;
+  const double* __restrict rho = g.rho;
+  const double* __restrict s2 = g.s2;
+  double* __restrict out = g.out;
+  for_groups(n, [&](int i) {
+    const gk::NearOne<double> p = gk::near_one_prepare(h[i], rho[i] < 0.0 ? -k[i] : k[i], s2[i]);
+    upper[i] = p.upper;
+    hk[i] = p.hk;
+    bs[i] = p.bs;
+    c[i] = p.c;
+    d[i] = p.d;
+    half[i] = p.half;
+    total[i] = p.total;
+    live[i] = p.live ? 1.0 : 0.0;
+  });
+  auto at = [&](int i) {
+    return gk::NearOne<double>{upper[i], hk[i], bs[i], c[i], d[i], half[i], total[i],
+                               live[i] != 0.0};
+  };
+  for (int node = 0; node < 20; ++node) {
+    const double x = gk::gl_node<20>(node), w = gk::gl_weight<20>(node);
+    for_groups(n, [&](int i) { total[i] = total[i] + gk::near_one_term(at(i), x, w); });
+  }
+  for_groups(n, [&](int i) {
+    const double near = gk::near_one_finish(at(i), total[i]);
+    out[i] = gk::clamp01(rho[i] < 0.0 ? gk::ndtr(-h[i]) - near : near);
+  });
+}
+
 // E[f(u - sf) g(v - sg)] of two erf/sign terms over one chunk: the orthant
 // probability's arguments, then the probability scheme by scheme (bvn_class) over the
-// entries gathered for it, so that every loop is branch-free and vectorises, then the
-// combination (the numbers of gk::orthant_pair).
+// entries gathered for it, node by node, so that every loop is branch-free and vectorises,
+// then the combination (the numbers of gk::orthant_pair).
 void orthant_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* __restrict qp,
                    const double* __restrict c, const double* __restrict det,
                    double* __restrict out) {
@@ -85,19 +181,16 @@ void orthant_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* __r
     const int cls = gk::bvn_class(rho[j]);
     idx[cls][cnt[cls]++] = j;
   }
-  auto by_class = [&](auto cls) {
-    constexpr int C = decltype(cls)::value;
-    const int* ix = idx[C];
-#pragma omp simd
-    for (int i = 0; i < cnt[C]; ++i) {
-      const int j = ix[i];
-      orth[j] = gk::bvn_by_class<C>(h[j], k[j], rho[j], s2[j]);
-    }
-  };
-  by_class(std::integral_constant<int, 0>{});
-  by_class(std::integral_constant<int, 1>{});
-  by_class(std::integral_constant<int, 2>{});
-  by_class(std::integral_constant<int, 3>{});
+  Gathered gath;
+  for (int cls = 0; cls < 4; ++cls) {
+    if (cnt[cls] == 0) continue;
+    const int padded = gather(idx[cls], cnt[cls], h, k, rho, s2, gath);
+    if (cls == 0) plackett_class<6>(padded, gath);
+    if (cls == 1) plackett_class<12>(padded, gath);
+    if (cls == 2) plackett_class<20>(padded, gath);
+    if (cls == 3) near_one_class(padded, gath);
+    for (int i = 0; i < cnt[cls]; ++i) orth[idx[cls][i]] = gath.out[i];
+  }
 #pragma omp simd aligned(h, k, orth, out : kAlign)
   for (int j = 0; j < kChunk; ++j) out[j] = gk::orthant_combine(ff, gg, h[j], k[j], orth[j]);
   for (int j = 0; j < kChunk; ++j)
