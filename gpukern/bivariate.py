@@ -27,12 +27,10 @@ import math
 from typing import Any
 
 from ._backend import BACKEND
-from .registry import BVN_NODES, legendre
+from .registry import BVN_NODES, BVN_RHO_EDGES, legendre
 
 Array = Any
 
-ASYMPTOTIC_RHO = 0.925
-"""|rho| from which the expansion about rho = +-1 is used."""
 _TWO_PI = 2.0 * math.pi
 _SQRT_2PI = math.sqrt(_TWO_PI)
 
@@ -41,25 +39,16 @@ def _phi_cdf(x: Array) -> Array:
     return BACKEND.special.ndtr(x)
 
 
-def _middle(h: Array, k: Array, rho: Array, s2: Array) -> Array:
-    """|rho| < 0.925: Plackett's integral in t = asin(r) by Gauss–Legendre."""
+def _middle(order: int, h: Array, k: Array, rho: Array, s2: Array) -> Array:
+    """|rho| < 0.925: Plackett's integral in t = asin(r) by Gauss–Legendre of ``order``."""
     xp = BACKEND.xp
-    a = xp.abs(rho)
     hk, hs = h * k, 0.5 * (h * h + k * k)
     asr = xp.arctan2(rho, xp.sqrt(s2))
-    total = xp.zeros_like(h)
-    for n, upto in zip(BVN_NODES, (0.3, 0.75, math.inf)):
-        lower = {6: 0.0, 12: 0.3, 20: 0.75}[n]
-        mask = (a >= lower) & (a < upto)
-        if not bool(mask.any()):
-            continue
-        xs, ws = legendre(n)
-        acc = xp.zeros_like(h)
-        for x, w in zip(xs, ws):
-            sn = xp.sin(asr * (0.5 * (x + 1.0)))
-            acc = acc + w * xp.exp((sn * hk - hs) / (1.0 - sn * sn))
-        total = xp.where(mask, acc, total)
-    return _phi_cdf(-h) * _phi_cdf(-k) + total * asr * (0.5 / _TWO_PI)
+    acc = xp.zeros_like(h)
+    for x, w in zip(*legendre(order)):
+        sn = xp.sin(asr * (0.5 * (x + 1.0)))
+        acc = acc + w * xp.exp((sn * hk - hs) / (1.0 - sn * sn))
+    return _phi_cdf(-h) * _phi_cdf(-k) + acc * asr * (0.5 / _TWO_PI)
 
 
 def _near_one(h: Array, k: Array, s2: Array) -> Array:
@@ -96,24 +85,28 @@ def _near_one(h: Array, k: Array, s2: Array) -> Array:
 
 def upper(h: Array, k: Array, rho: Array, s2: Array) -> Array:
     """P(X > h, Y > k) for standard normals with correlation rho, s2 = 1 - rho^2 (h, k may
-    be +-inf)."""
+    be +-inf). Each entry is computed by its scheme only (``bvn_class`` in the header)."""
     xp = BACKEND.xp
     h, k, rho, s2 = (xp.asarray(v, dtype=xp.float64) for v in xp.broadcast_arrays(h, k, rho, s2))
+    shape = h.shape
+    h, k, rho, s2 = (v.reshape(-1) for v in (h, k, rho, s2))
     s2 = xp.maximum(s2, 0.0)
-    finite = xp.isfinite(h) & xp.isfinite(k)
     hf, kf = xp.where(xp.isfinite(h), h, 0.0), xp.where(xp.isfinite(k), k, 0.0)
-    mid = xp.abs(rho) < ASYMPTOTIC_RHO
-    neg = rho < 0
-    out = xp.empty_like(h)
-    if bool(mid.any()):
-        out = xp.where(mid, _middle(hf, kf, xp.where(mid, rho, 0.0), xp.where(mid, s2, 1.0)),
-                       out)
-    if bool((~mid).any()):
-        kk = xp.where(neg, -kf, kf)
-        near = _near_one(hf, kk, xp.where(mid, 1.0, s2))
-        out = xp.where(mid, out, xp.where(neg, _phi_cdf(-hf) - near, near))
-    # an infinite limit: P(X > h) or P(Y > k), or 0
-    out = xp.where(finite, out, xp.where(
-        (h == -xp.inf) & (k == -xp.inf), 1.0,
-        xp.where(h == -xp.inf, _phi_cdf(-kf), xp.where(k == -xp.inf, _phi_cdf(-hf), 0.0))))
-    return xp.clip(out, 0.0, 1.0)
+    # an infinite limit: P(X > h) or P(Y > k), 1 or 0
+    out = xp.where((h == -xp.inf) & (k == -xp.inf), 1.0,
+                   xp.where(h == -xp.inf, _phi_cdf(-kf), xp.where(k == -xp.inf, _phi_cdf(-hf),
+                                                                   0.0)))
+    finite = xp.isfinite(h) & xp.isfinite(k)
+    a = xp.abs(rho)
+    lower = 0.0
+    for order, edge in zip(BVN_NODES, BVN_RHO_EDGES):
+        idx = xp.nonzero(finite & (a >= lower) & (a < edge))[0]
+        if idx.size:
+            out[idx] = _middle(order, hf[idx], kf[idx], rho[idx], s2[idx])
+        lower = edge
+    idx = xp.nonzero(finite & (a >= lower))[0]
+    if idx.size:
+        hi, ki, neg = hf[idx], kf[idx], rho[idx] < 0
+        near = _near_one(hi, xp.where(neg, -ki, ki), s2[idx])
+        out[idx] = xp.where(neg, _phi_cdf(-hi) - near, near)
+    return xp.clip(out, 0.0, 1.0).reshape(shape)

@@ -105,7 +105,10 @@ MAX_PAIRS = 4
 TERM_SIZE = 5
 """Doubles per term of a descriptor: kind, a, b, c, shift."""
 BVN_NODES = (6, 12, 20)
-"""Gauss–Legendre orders of the bivariate normal CDF (|rho| < 0.3, < 0.75, else)."""
+"""Gauss–Legendre orders of the bivariate normal CDF's Plackett integral, by |rho|:"""
+BVN_RHO_EDGES = (0.3, 0.75, 0.925)
+"""|rho| below each edge takes the order of BVN_NODES at its place; from the last one on,
+the expansion about rho = +-1."""
 EXACT_DET_MAX_FEATURES = 8
 """Inputs with at most this many features get the layer-1 determinant by Lagrange's identity."""
 WIDE_DET_RECHECK = 1e-4
@@ -115,6 +118,8 @@ NORM_GAP_TAYLOR = 1e-4
 
 _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
               ("kMaxPairs", "int", MAX_PAIRS), ("kTermSize", "int", TERM_SIZE),
+              ("kBvnRho6", "double", BVN_RHO_EDGES[0]), ("kBvnRho12", "double", BVN_RHO_EDGES[1]),
+              ("kBvnNearOne", "double", BVN_RHO_EDGES[2]),
               ("kExactDetMaxFeatures", "int", EXACT_DET_MAX_FEATURES),
               ("kWideDetRecheck", "double", WIDE_DET_RECHECK),
               ("kNormGapTaylor", "double", NORM_GAP_TAYLOR))

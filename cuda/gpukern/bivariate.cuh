@@ -13,8 +13,6 @@
 
 namespace gk {
 
-constexpr double kAsymptoticRho = 0.925;
-
 // Each scheme in pieces (prepare, one node's term, finish), so that the CPU loop can run
 // node by node over many entries; the per-entry functions below compose the same pieces.
 
@@ -114,7 +112,7 @@ GK_HD T bvn_near_one(T h, T k, T s2) {
 template <typename T>
 GK_HD int bvn_class(T rho) {
   const T a = fabs(rho);
-  return a < T(0.3) ? 0 : (a < T(0.75) ? 1 : (a < T(kAsymptoticRho) ? 2 : 3));
+  return a < T(kBvnRho6) ? 0 : (a < T(kBvnRho12) ? 1 : (a < T(kBvnNearOne) ? 2 : 3));
 }
 
 template <typename T>
