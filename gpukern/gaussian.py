@@ -337,8 +337,9 @@ def route(f: ScalarFunction, g: ScalarFunction) -> str:
     return "quadrature"
 
 
-def _shifted_closed(f: ScalarFunction, g: ScalarFunction) -> bool:
-    """The closed shifted pairs (``has_shifted_pair`` in cuda/gpukern/gaussian.cuh)."""
+def has_closed_shifted_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """True when E[f(u - s) g(v - s')] of two terms has a closed form for any shifts
+    (``has_shifted_pair`` in cuda/gpukern/gaussian.cuh)."""
     if isinstance(f, GaussianBump) and isinstance(g, GaussianBump):
         return True
     if isinstance(f, GaussianBump | Constant):
@@ -354,7 +355,7 @@ def has_closed_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
     Sums and shifted terms: every pair of terms."""
     if f.shifted or g.shifted:
         return all((has_closed_pair(bf, bg) if sf == 0.0 and sg == 0.0
-                    else _shifted_closed(bf, bg))
+                    else has_closed_shifted_pair(bf, bg))
                    for bf, sf in f.terms() for bg, sg in g.terms())
     r = route(f, g)
     if r in ("tilt_left", "constant_left"):
@@ -427,6 +428,13 @@ def _noisy(fn: ScalarFunction, q: Array) -> Array:
     return q + 0.5 * fn.t
 
 
+def _noisy_cov(f, g, q: Array, qp: Array, det: Array) -> tuple[Array, Array, Array]:
+    """(Q, Q', D) of u, v plus the independent N(0, t/2) noises of f and g (erf terms or
+    bumps): Q = q + t_f/2, Q' = q' + t_g/2, D = Q Q' - c^2 = det + (t_f q' + t_g q)/2 +
+    t_f t_g / 4 (from det: no cancellation)."""
+    return _noisy(f, q), _noisy(g, qp), det + 0.5 * (f.t * qp + g.t * q) + 0.25 * f.t * g.t
+
+
 def _bump_density(f: GaussianBump, sf: float, g: GaussianBump, sg: float, q, qp, c, det
                   ) -> Array:
     """E[f(u - sf) g(v - sg)] = w_f w_g phi_2(sf, sg) of (u, v) plus independent N(0, t/2)
@@ -434,8 +442,7 @@ def _bump_density(f: GaussianBump, sf: float, g: GaussianBump, sg: float, q, qp,
     t_f t_g / 4, n = (sqrt(Q') sf - sqrt(Q) sg)^2 + 2 sf sg (sqrt(Q Q') - c) >= 0 (each
     part free of cancellation). At D = 0: +inf where n = 0 (the support's line), else 0."""
     xp = BACKEND.xp
-    big_q, big_qp = _noisy(f, q), _noisy(g, qp)
-    big_d = det + 0.5 * (f.t * qp + g.t * q) + 0.25 * f.t * g.t
+    big_q, big_qp, big_d = _noisy_cov(f, g, q, qp, det)
     gap = _gap_to_collinear(big_q, big_qp, c, big_d, 1.0)
     n = (xp.sqrt(big_qp) * sf - xp.sqrt(big_q) * sg) ** 2 + 2.0 * sf * sg * gap
     n = xp.maximum(n, 0.0)
@@ -468,8 +475,7 @@ def _orthant(f: ErfStep, sf: float, g: ErfStep, sg: float, q, qp, c, det) -> Arr
     k = sg/sqrt Q', E[sgn(U - sf)] = -erf(h/sqrt 2) and
     E[sgn(U - sf) sgn(V - sg)] = 4 P(U > sf, V > sg) - 2 Phi(-h) - 2 Phi(-k) + 1."""
     xp = BACKEND.xp
-    big_q, big_qp = _noisy(f, q), _noisy(g, qp)
-    big_d = det + 0.5 * (f.t * qp + g.t * q) + 0.25 * f.t * g.t
+    big_q, big_qp, big_d = _noisy_cov(f, g, q, qp, det)
     live = (big_q > 0) & (big_qp > 0)
     sq, sqp = xp.sqrt(xp.where(live, big_q, 1.0)), xp.sqrt(xp.where(live, big_qp, 1.0))
     h, k = sf / sq, sg / sqp

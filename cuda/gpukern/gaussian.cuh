@@ -109,12 +109,21 @@ GK_HD T gap_to_collinear(T q, T qp, T c, T det, T sign) {
   return sc > T(0) ? det / (cstar + sc) : cstar - sc;
 }
 
+// (Q, Q', D) of u, v plus the N(0, t/2) noises of erf terms or bumps f, g: Q = q + t_f/2,
+// Q' = q' + t_g/2, D = Q Q' - c^2 from det (gaussian.py _noisy_cov)
+template <typename T>
+GK_HD void noisy_cov(const Fn& f, const Fn& g, T q, T qp, T det, T& bq, T& bqp, T& bd) {
+  bq = q + T(0.5) * T(f.a);
+  bqp = qp + T(0.5) * T(g.a);
+  bd = det + T(0.5) * (T(f.a) * qp + T(g.a) * q) + T(0.25) * T(f.a) * T(g.a);
+}
+
 // w_f w_g phi_2(sf, sg) of (u, v) plus N(0, t/2) noises (gaussian.py _bump_density)
 template <typename T>
 GK_HD T bump_density(const Fn f, const Fn g, T q, T qp, T c, T det) {
   const T sf = T(f.shift), sg = T(g.shift);
-  const T bq = q + T(0.5) * T(f.a), bqp = qp + T(0.5) * T(g.a);
-  const T bd = det + T(0.5) * (T(f.a) * qp + T(g.a) * q) + T(0.25) * T(f.a) * T(g.a);
+  T bq, bqp, bd;
+  noisy_cov(f, g, q, qp, det, bq, bqp, bd);
   const T gap = gap_to_collinear(bq, bqp, c, bd, T(1));
   const T lin = sqrt(bqp) * sf - sqrt(bq) * sg;
   T n = lin * lin + T(2) * sf * sg * gap;
@@ -147,8 +156,8 @@ struct OrthantArgs {
 
 template <typename T>
 GK_HD bool orthant_args(const Fn f, const Fn g, T q, T qp, T c, T det, OrthantArgs<T>& a) {
-  const T bq = q + T(0.5) * T(f.a), bqp = qp + T(0.5) * T(g.a);
-  const T bd = det + T(0.5) * (T(f.a) * qp + T(g.a) * q) + T(0.25) * T(f.a) * T(g.a);
+  T bq, bqp, bd;
+  noisy_cov(f, g, q, qp, det, bq, bqp, bd);
   const bool live = bq > T(0) && bqp > T(0);
   const T sq = sqrt(live ? bq : T(1)), sqp = sqrt(live ? bqp : T(1));
   a.h = T(f.shift) / sq;

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..functions import Constant, GaussianBump, ScalarFunction, shifted
-from ..gaussian import DEFAULT_ORDER, has_closed_pair, table_panels
+from ..functions import Constant, GaussianBump, ScalarFunction
+from ..gaussian import DEFAULT_ORDER, has_closed_pair, has_closed_shifted_pair, table_panels
 from ..registry import MAX_PAIRS, TABLE_PANEL, Kind, closed_avg
 from .cupy_fused import cuda_dir
 
@@ -257,7 +257,7 @@ def _term_pair_ok(a: ScalarFunction, sa: float, b: ScalarFunction, sb: float) ->
     if a.kind is None or b.kind is None:
         return False
     if sa != 0.0 or sb != 0.0:
-        return has_closed_pair(shifted(a, sa), shifted(b, sb))
+        return has_closed_shifted_pair(a, b)
     return has_closed_pair(a, b) or _tabled(a, b) or _tabled(b, a)
 
 
