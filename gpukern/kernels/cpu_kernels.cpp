@@ -76,10 +76,10 @@ int gather(const int* ix, int n, const double* h, const double* k, const double*
     g.s2[i] = s2[j];
   }
   const int padded = (n + kLanes - 1) / kLanes * kLanes;
-  for (int i = n; i < padded; ++i) {
+  for (int i = n; i < padded; ++i) {  // n > 0: the class of the others
     g.h[i] = g.k[i] = 0.0;
-    g.rho[i] = n > 0 ? g.rho[0] : 0.0;  // the class of the others
-    g.s2[i] = n > 0 ? g.s2[0] : 1.0;
+    g.rho[i] = g.rho[0];
+    g.s2[i] = g.s2[0];
   }
   return padded;
 }
@@ -93,16 +93,13 @@ inline void for_groups(int n, F f) {
   }
 }
 
-// g.out[i] = P(X > h, Y > k) by Plackett's integral with N nodes: node by node over the
+// out[i] = P(X > h, Y > k) by Plackett's integral with N nodes: node by node over the
 // entries (each loop vectorises), in the order of gk::bvn_middle
 template <int N>
-void plackett_class(int n, Gathered& g) {
+void plackett_class(int n, const double* __restrict h, const double* __restrict k,
+                    const double* __restrict rho, const double* __restrict s2,
+                    double* __restrict out) {
   alignas(kAlign) double hk[kChunk], hs[kChunk], asr[kChunk], acc[kChunk];
-  const double* __restrict h = g.h;
-  const double* __restrict k = g.k;
-  const double* __restrict rho = g.rho;
-  const double* __restrict s2 = g.s2;
-  double* __restrict out = g.out;
   for_groups(n, [&](int i) {
     const gk::Plackett<double> p = gk::plackett_prepare(h[i], k[i], rho[i], s2[i]);
     hk[i] = p.hk;
@@ -120,14 +117,11 @@ void plackett_class(int n, Gathered& g) {
 }
 
 // The same for the expansion about rho = +-1 (gk::bvn_by_class<3>)
-void near_one_class(int n, Gathered& g) {
+void near_one_class(int n, const double* __restrict h, const double* __restrict k,
+                    const double* __restrict rho, const double* __restrict s2,
+                    double* __restrict out) {
   alignas(kAlign) double upper[kChunk], hk[kChunk], bs[kChunk], c[kChunk], d[kChunk],
       half[kChunk], total[kChunk], live[kChunk];
-  const double* __restrict h = g.h;
-  const double* __restrict k = g.k;
-  const double* __restrict rho = g.rho;
-  const double* __restrict s2 = g.s2;
-  double* __restrict out = g.out;
   for_groups(n, [&](int i) {
     const gk::NearOne<double> p = gk::near_one_prepare(h[i], rho[i] < 0.0 ? -k[i] : k[i], s2[i]);
     upper[i] = p.upper;
@@ -184,11 +178,13 @@ void orthant_chunk(const gk::Fn& f, const gk::Fn& g, double q, const double* __r
   Gathered gath;
   for (int cls = 0; cls < 4; ++cls) {
     if (cnt[cls] == 0) continue;
-    const int padded = gather(idx[cls], cnt[cls], h, k, rho, s2, gath);
-    if (cls == 0) plackett_class<6>(padded, gath);
-    if (cls == 1) plackett_class<12>(padded, gath);
-    if (cls == 2) plackett_class<20>(padded, gath);
-    if (cls == 3) near_one_class(padded, gath);
+    const int n = gather(idx[cls], cnt[cls], h, k, rho, s2, gath);
+    switch (cls) {
+      case 0: plackett_class<6>(n, gath.h, gath.k, gath.rho, gath.s2, gath.out); break;
+      case 1: plackett_class<12>(n, gath.h, gath.k, gath.rho, gath.s2, gath.out); break;
+      case 2: plackett_class<20>(n, gath.h, gath.k, gath.rho, gath.s2, gath.out); break;
+      default: near_one_class(n, gath.h, gath.k, gath.rho, gath.s2, gath.out);
+    }
     for (int i = 0; i < cnt[cls]; ++i) orth[idx[cls][i]] = gath.out[i];
   }
 #pragma omp simd aligned(h, k, orth, out : kAlign)
