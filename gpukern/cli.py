@@ -159,10 +159,28 @@ def _shape_parameters() -> str:
                      for name, make in surrogates.BUILTIN.items())
 
 
+def _function_options(p: argparse.ArgumentParser) -> None:
+    """The activation and surrogate arguments of ``kernel``."""
+    from . import activations, surrogates
+
+    p.add_argument("--activation", choices=[*activations.BUILTIN, "quantizer"], default="sign",
+                   help="default sign; quantizer: the uniform --bits quantizer on [--low, --high]")
+    p.add_argument("--m", type=float, default=1.0, help="erf activation steepness m (default 1)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="where erf/sign/step jump: sigma(h - threshold) (default 0)")
+    p.add_argument("--bits", type=int, default=2, help="quantizer bits (default 2)")
+    p.add_argument("--low", type=float, default=-1.0, help="quantizer's lowest level (default -1)")
+    p.add_argument("--high", type=float, default=1.0, help="quantizer's highest level (default 1)")
+    p.add_argument("--surrogate", choices=list(surrogates.BUILTIN), default="erf",
+                   help="default erf")
+    p.add_argument("--surrogate-param", type=float, default=1.0,
+                   help=f"the surrogate's shape parameter: {_shape_parameters()} (default 1)")
+    p.add_argument("--surrogate-scale", type=float, default=1.0, help="surrogate scale (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpukern.experiments.common import SCALES
 
-    from . import activations, surrogates
     from .experiments import EXPERIMENTS
 
     parser = _Parser(prog="gpukern",
@@ -200,19 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--which", choices=("nngp", "ntk", "sgntk", "surrogate"), default="sgntk",
                    help="nngp; ntk (true, true); sgntk (true at x1, surrogate at x2; default); "
                         "surrogate (surrogate, surrogate)")
-    p.add_argument("--activation", choices=[*activations.BUILTIN, "quantizer"], default="sign",
-                   help="default sign; quantizer: the uniform --bits quantizer on [--low, --high]")
-    p.add_argument("--m", type=float, default=1.0, help="erf activation steepness m (default 1)")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="where erf/sign/step jump: sigma(h - threshold) (default 0)")
-    p.add_argument("--bits", type=int, default=2, help="quantizer bits (default 2)")
-    p.add_argument("--low", type=float, default=-1.0, help="quantizer's lowest level (default -1)")
-    p.add_argument("--high", type=float, default=1.0, help="quantizer's highest level (default 1)")
-    p.add_argument("--surrogate", choices=list(surrogates.BUILTIN), default="erf",
-                   help="default erf")
-    p.add_argument("--surrogate-param", type=float, default=1.0,
-                   help=f"the surrogate's shape parameter: {_shape_parameters()} (default 1)")
-    p.add_argument("--surrogate-scale", type=float, default=1.0, help="surrogate scale (default 1)")
+    _function_options(p)
     _network_options(p)
     p.add_argument("--out", required=True, help="output .npy file (.npy is added if missing)")
     p.set_defaults(func=_kernel)

@@ -142,10 +142,20 @@ def _ensembles(ctx: Context, arrays: dict, metrics: dict) -> None:
 
 
 def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
-    sc, task = ctx.scale, ctx.task
     fig, axes = figure(2, 3, width=4.6, height=3.6)
+    _plot_kernels(ctx, axes[0], arrays, metrics)
+    _plot_ensembles(ctx, axes[1], arrays, metrics)
+    fig.suptitle(f"Jumps at a threshold: step(h - {THRESHOLD:g}) and a 2-bit quantizer, "
+                 f"surrogate {metrics['surrogate']} centred at each jump (half its height), "
+                 f"weight_std {WEIGHT_STD:g}", fontsize=10)
+    save_figure(fig, ctx.out / "thresholds.png")
+
+
+def _plot_kernels(ctx: Context, axes, arrays: dict, metrics: dict) -> None:
+    """(a) divergence and convergence in m, (b) empirical kernels vs width."""
+    sc = ctx.scale
     ms = arrays["m"]
-    ax = axes[0, 0]
+    ax = axes[0]
     for depth in DEPTHS:
         slope = metrics["divergence"]["naive_slope_last_decade"][str(depth)]
         ax.loglog(ms, arrays[f"naive_d{depth}"], marker="o", ms=3,
@@ -154,7 +164,7 @@ def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
     ax.set_ylabel("naive NTK Θ(x, x)")
     ax.set_title("naive NTK diverges", fontsize=9)
     ax.legend(fontsize=7)
-    ax = axes[0, 1]
+    ax = axes[1]
     for depth in DEPTHS:
         line, = ax.semilogx(ms, arrays[f"sgntk_d{depth}"], marker="o", ms=3,
                             label=f"depth {depth}")
@@ -163,7 +173,7 @@ def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
     ax.set_ylabel("SG-NTK I(x, x)")
     ax.set_title("SG-NTK converges (dashed: sign(h - 1), delta at θ = 1)", fontsize=9)
     ax.legend(fontsize=7)
-    ax = axes[0, 2]
+    ax = axes[2]
     widths = np.asarray(sc.conv_widths, dtype=float)
     for name in activations():
         c = metrics["convergence"][name]
@@ -176,7 +186,12 @@ def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
     ax.set_title(f"empirical → analytic at init ({sc.conv_networks} networks; dotted 1/width)",
                  fontsize=9)
     ax.legend(fontsize=7)
-    for ax, name in zip(axes[1, :2], activations()):
+
+
+def _plot_ensembles(ctx: Context, axes, arrays: dict, metrics: dict) -> None:
+    """(c) ensembles vs the SG-NTK GP, and training loss vs the GP's expected loss."""
+    sc, task = ctx.scale, ctx.task
+    for ax, name in zip(axes[:2], activations()):
         plot_ensemble_vs_gp(ax, task, arrays[f"{name}_outputs"], arrays[f"{name}_sgntk_mean"],
                             arrays[f"{name}_sgntk_std"], ms=4)
         ax.plot(task.test_axis()[0], task.first_output(arrays[f"{name}_nngp_mean"]),
@@ -185,8 +200,8 @@ def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
         ax.set_title(f"{LABELS[name]}: RMSE(mean) {d['rmse_mean']:.3f}, "
                      f"RMSE(std) {d['rmse_std']:.3f} (of std y)", fontsize=9)
         ax.set_ylabel("network output f(x)")
-    axes[1, 0].legend(fontsize=6, loc="best")
-    ax = axes[1, 2]
+    axes[0].legend(fontsize=6, loc="best")
+    ax = axes[2]
     start = max(float(arrays[f"{name}_loss"][0].mean()) for name in activations())
     for name in activations():
         steps = arrays[f"{name}_loss_steps"]
@@ -199,7 +214,3 @@ def _plot(ctx: Context, arrays: dict, metrics: dict) -> None:
     ax.set_ylabel("training loss")
     ax.set_title(f"{sc.th_networks} networks of width {sc.th_width}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.suptitle(f"Jumps at a threshold: step(h - {THRESHOLD:g}) and a 2-bit quantizer, "
-                 f"surrogate {metrics['surrogate']} centred at each jump (half its height), "
-                 f"weight_std {WEIGHT_STD:g}", fontsize=10)
-    save_figure(fig, ctx.out / "thresholds.png")
