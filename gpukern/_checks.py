@@ -101,6 +101,12 @@ def float_dtype(name: str, value: Any) -> np.dtype:
     return dt
 
 
+def same_points(a: Any, b: Any) -> bool:
+    """True when ``b`` holds exactly ``a``'s points (the same array, or equal shape and
+    values: O(N n0), against the O(N^2) kernel): K(a, b) is then the symmetric K(a)."""
+    return b is a or (a.shape == b.shape and bool(BACKEND.xp.array_equal(a, b)))
+
+
 def inputs(name: str, x: Any, n_features: int | None = None) -> Any:
     """``x`` as a (N, n0) float64 array on the backend: 2-D, non-empty, finite.
 

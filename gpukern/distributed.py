@@ -98,6 +98,8 @@ def kernel_array(net, x1: Any, x2: Any = None, which: str = "sgntk", chunks: Any
     get_client(client)  # a running client (the array computes on it as the default)
     a = _checks.inputs("x1", x1)
     b = None if x2 is None else _checks.inputs("x2", x2, n_features=a.shape[1])
+    if b is not None and _checks.same_points(a, b):
+        b = None  # K(x, x) is K(x): the symmetric (mirrored) tiles
     pairs = [] if which == "nngp" else [net.pair(*KERNEL_SIDES[which])]
     request = planner.plan(net.arch, pairs, want_nngp=which == "nngp")
     inputs = planner.prepare(net.arch, a, b).on_host()

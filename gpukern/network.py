@@ -136,6 +136,8 @@ class MLP:
         resolved = {name: self.pair(*lr) for name, lr in pairs.items()}
         a = _checks.inputs("x1", x1)
         b = None if x2 is None else _checks.inputs("x2", x2, n_features=a.shape[1])
+        if b is not None and _checks.same_points(a, b):
+            b = None  # K(x, x) is K(x): the symmetric path
         n2 = a.shape[0] if b is None else b.shape[0]
         n_out = len(resolved) + int(want_nngp)
         _checks.fits_in_memory(
@@ -217,6 +219,8 @@ class MLP:
         arr2 = None
         if x2 is not None:
             _, arr2 = self.validate(params, x2, "x2")
+            if _checks.same_points(arr1, arr2):
+                arr2 = None  # K(x, x) is K(x): the symmetric path
         n2 = arr1.shape[0] if arr2 is None else arr2.shape[0]
         output = _checks.integer("output", output, 0, params.n_out - 1)
         if blocks:

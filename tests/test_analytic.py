@@ -175,13 +175,28 @@ def test_tiles_equal_one_block(sur, executor):
         np.testing.assert_array_equal(sym_tiled[k], sym_tiled[k].T)
 
 
-def test_x2_none_equals_explicit_x2():
+def test_x2_none_equals_explicit_x2(monkeypatch):
+    """x2 equal to x1 (the same array, a copy or a list) takes the symmetric path: the
+    same numbers as x2 = None, bit for bit, from inputs prepared once; a changed point
+    takes the general path."""
+    from gpukern import planner
+
     x = circle(7, RADII[:7])
     net = gk.MLP(2, gk.activations.relu(), gk.surrogates.triangle(0.5), bias_std=0.3)
     a = net.kernels(x, which=("nngp", "ntk", "sgntk"))
-    b = net.kernels(x, x.copy(), which=("nngp", "ntk", "sgntk"))
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-14)
+    seen = []
+    prepare = planner.prepare
+    monkeypatch.setattr(planner, "prepare",
+                        lambda arch, x1, x2: seen.append(x2) or prepare(arch, x1, x2))
+    for x2 in (x, x.copy(), x.tolist()):
+        b = net.kernels(x, x2, which=("nngp", "ntk", "sgntk"))
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert seen == [None] * 3
+    moved = x.copy()
+    moved[3, 0] += 1e-12
+    net.kernels(x, moved, which=("nngp",))
+    assert seen[-1] is not None
 
 
 def test_float32_on_request_and_default_float64():

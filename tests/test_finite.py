@@ -33,6 +33,29 @@ def test_layerwise_gram_equals_jacobian_product(depth, widths, act):
             np.testing.assert_allclose(kx, j1 @ jx.transpose(0, 2, 1), rtol=1e-10, atol=1e-12)
 
 
+def test_empirical_kernel_of_x_with_itself_takes_the_symmetric_path(monkeypatch):
+    """empirical_kernel(p, x, x) (same array or a copy) is empirical_kernel(p, x) bit for
+    bit, computed as x2 = None (mirrored blocks); a changed point is not."""
+    from gpukern import finite
+
+    net = gk.MLP(2, gk.activations.sign(), gk.surrogates.atan(2.0), bias_std=0.1)
+    p = net.init(3, 16, ensemble=2, seed=1)
+    x = _x(5)
+    seen = []
+    kernel = finite.empirical_kernel
+    monkeypatch.setattr(finite, "empirical_kernel",
+                        lambda arch, params, x1, x2, *a, **k: seen.append(x2)
+                        or kernel(arch, params, x1, x2, *a, **k))
+    for right in ("true", "surrogate"):
+        ref = net.empirical_kernel(p, x, left=right, right=right)
+        for x2 in (x, x.copy()):
+            np.testing.assert_array_equal(net.empirical_kernel(p, x, x2, left=right,
+                                                               right=right), ref)
+    assert seen == [None] * 6
+    net.empirical_kernel(p, x, x + 1e-9)
+    assert seen[-1] is not None
+
+
 def test_empirical_nngp_is_readout_feature_gram():
     net = gk.MLP(2, gk.activations.erf(1.0), gk.surrogates.erf(1.0), weight_std=1.1, bias_std=0.2)
     p = net.init(3, (6, 8), ensemble=2, seed=0)
