@@ -6,6 +6,7 @@
 // {n, then kind, a, b, c, shift per term}).
 // Instantiated for double (CuPy RawModule name_expressions; the recursion runs in float64).
 #include "gpukern/recursion.cuh"
+#include "gpukern/tables.cuh"  // compiled for the device too (its cheb2d is host and device code)
 
 template <typename T>
 __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gram,

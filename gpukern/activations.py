@@ -193,8 +193,10 @@ def custom(
 ) -> Activation:
     """A user activation: vectorised ``fn`` and its ``derivative`` (backend arrays in, out).
 
-    Kernels use 2-D quadrature (slow: use for small N); ``width`` is the scale on which
-    fn varies and ``kinks`` where it has kinks, so the quadrature panels resolve them.
+    Kernels reduce each pair to 1-D quadrature with a memoized table of fn's Gaussian
+    average with a mean (:mod:`gpukern.tables`; ~10^3 x a closed form); ``width`` is the
+    scale on which fn varies and ``kinks`` where it has kinks, so the quadrature panels
+    resolve them. Kinks away from 0 leave no table: nested quadrature (slow, small N).
     On the CuPy backend the functions receive CuPy arrays (array code, no fused kernel).
     """
     _checks.vectorised("fn", fn)

@@ -10,15 +10,17 @@ cuda/gpukern/gaussian.cuh):
 2. a constant side:  E[k g(v)] = k E[g(v)];
 3. the closed self pair of two functions of one kind (registry capability ``self_pair``);
 4. a Heaviside side (relu'): E[H(u) g(v)] = E_v[g(v) Phi(c v / sqrt(q' det))], 1-D;
-5. otherwise 2-D quadrature: an outer average over u and, inside it, the conditional
-   average over v | u ~ N(c u / q, det / q).
+5. otherwise the pair reduced to 1-D (:func:`reduced_pair`): an outer rule over u and,
+   inside it, the conditional average over v | u ~ N(c u / q, det / q) in closed form or
+   from a 2-D table (:mod:`gpukern.tables`). Nested 2-D quadrature (:func:`quad_pair`)
+   is the tests' reference, and what ``method="quadrature"`` computes.
 
 A sum of terms (a quantizer, its deltas, its surrogates) is expanded pair by pair, and a
 pair with a term moved to a threshold (f(u - theta), g(v - theta')) takes its own routes
 (:func:`_shifted_pair`): two deltas or bumps give the bivariate normal density at
 (theta, theta'); a bump facing g the tilt with a mean, E[g(m + s Z)]; a constant facing g
 that average at m = -theta'; two erf/sign/step terms a bivariate normal orthant
-probability (:mod:`gpukern.bivariate`); anything else quadrature.
+probability (:mod:`gpukern.bivariate`); anything else the reduced pair.
 
 Quadrature is composite Gauss–Legendre (nodes from ``numpy.polynomial.legendre``) on
 panels that cover mean +- 10 sd, spaced sd/2 for the Gaussian, plus, for every feature
@@ -40,7 +42,8 @@ import numpy as np
 from . import bivariate
 from ._backend import BACKEND
 from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
-from .registry import TABLE_CHEB, TABLE_PANEL, closed_avg, mean_avg, self_pair
+from .registry import closed_avg, mean_avg, self_pair
+from .tables import has_mean_table, table_avg, table_mean_avg, table_panels  # noqa: F401
 
 Array = Any
 
@@ -52,6 +55,11 @@ _GAUSS_STEP = 0.5  # panel edges every sd/2 across the Gaussian
 _KMIN = -6  # geometric ladders start at scale * 2**-6
 _KMAX = 60
 _CHUNK_NODES = 1 << 22  # quadrature nodes evaluated at once (memory bound)
+# The outer rule of a reduced pair: its integrand is smooth between f's features (A_g is g
+# smoothed), so panels every sd and ladders from scale/8 keep it at ~1e-13 relative with
+# half the nodes (each costs a table look-up).
+_REDUCED_STEP = 1.0
+_REDUCED_KMIN = -3
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -64,25 +72,31 @@ def _legendre(order: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------- 1-D quadrature core
 def _panel_edges(
-    mean: Array, sd: Array, features: Sequence[tuple[Array, Array]]
+    mean: Array, sd: Array, features: Sequence[tuple[Array, Array]],
+    step: float = _GAUSS_STEP, kmin: int = _KMIN,
 ) -> Array:
-    """Sorted panel edges, shape (M, E), for M Gaussians N(mean, sd^2)."""
+    """Sorted panel edges, shape (M, E), for M Gaussians N(mean, sd^2): every ``step`` sd,
+    and ladders centre +- scale * 2**k, k >= ``kmin``, for the features."""
     xp = BACKEND.xp
     lo = mean - _HALF_RANGE * sd
     hi = mean + _HALF_RANGE * sd
-    grid = xp.asarray(np.arange(-_HALF_RANGE, _HALF_RANGE + 1e-9, _GAUSS_STEP))
+    grid = xp.asarray(np.arange(-_HALF_RANGE, _HALF_RANGE + 1e-9, step))
     pts = [mean[:, None] + sd[:, None] * grid[None, :]]
     for centre, scale in features:
         centre = xp.broadcast_to(xp.asarray(centre, dtype=mean.dtype), mean.shape)
         scale = xp.broadcast_to(xp.asarray(scale, dtype=mean.dtype), mean.shape)
+        # a feature mapped from beyond the float range (c ~ 0 in a pair) is no feature
+        known = xp.isfinite(centre) & xp.isfinite(scale)
+        centre = xp.where(known, centre, mean)
         pts.append(centre[:, None])
-        positive = scale > 0
+        positive = known & (scale > 0)
+        scale = xp.where(positive, scale, 0.0)
         if not bool(positive.any()):
             continue
         reach = xp.maximum(xp.abs(lo - centre), xp.abs(hi - centre))
         ratio = float(xp.max(xp.where(positive, reach / xp.where(positive, scale, 1.0), 0.0)))
-        kmax = int(min(_KMAX, max(_KMIN, math.ceil(math.log2(max(ratio, 1e-300))) + 1)))
-        steps = xp.asarray(2.0 ** np.arange(_KMIN, kmax + 1))
+        kmax = int(min(_KMAX, max(kmin, math.ceil(math.log2(max(ratio, 1e-300))) + 1)))
+        steps = xp.asarray(2.0 ** np.arange(kmin, kmax + 1))
         ladder = scale[:, None] * steps[None, :]
         pts.append(centre[:, None] + ladder)
         pts.append(centre[:, None] - ladder)
@@ -97,12 +111,15 @@ def gauss_quadrature(
     sd: Array,
     features: Sequence[tuple[Array, Array]],
     order: int = DEFAULT_ORDER,
+    step: float = _GAUSS_STEP,
+    kmin: int = _KMIN,
 ) -> Array:
     """E_{v ~ N(mean, sd^2)}[F(v)] for M Gaussians at once (mean, sd of shape (M,), sd > 0).
 
     ``integrand(v, rows)`` evaluates F at nodes v of shape (m, P) for entries ``rows``
     (a slice into the M entries). ``features`` are (centre, scale) pairs, scalars or
-    arrays of shape (M,), that the panels must resolve.
+    arrays of shape (M,), that the panels must resolve; ``step`` and ``kmin`` set the
+    panels (:func:`_panel_edges`).
     """
     xp = BACKEND.xp
     xi, wi = (xp.asarray(a) for a in _legendre(order))
@@ -111,7 +128,7 @@ def gauss_quadrature(
     m_total = mean.shape[0]
     out = xp.empty(m_total, dtype=xp.float64)
     # a typical panel count: the Gaussian grid plus ~20 ladder rungs per feature side
-    per_entry = order * (int(2 * _HALF_RANGE / _GAUSS_STEP) + 1 + 41 * len(features))
+    per_entry = order * (int(2 * _HALF_RANGE / step) + 1 + 41 * len(features))
     chunk = max(1, _CHUNK_NODES // per_entry)
     for start in range(0, m_total, chunk):
         rows = slice(start, min(start + chunk, m_total))
@@ -120,7 +137,7 @@ def gauss_quadrature(
             (c if np.ndim(c) == 0 else c[rows], w if np.ndim(w) == 0 else w[rows])
             for c, w in features
         ]
-        edges = _panel_edges(mu, s, feats)
+        edges = _panel_edges(mu, s, feats, step, kmin)
         a, b = edges[:, :-1], edges[:, 1:]
         half = 0.5 * (b - a)
         nodes = (0.5 * (a + b))[..., None] + half[..., None] * xi
@@ -144,7 +161,10 @@ def gauss_quadrature(
 
 def quad_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER,
              mean: Array | float = 0.0) -> Array:
-    """E[g(v)], v ~ N(mean, s2), by quadrature; g(mean) where s2 = 0."""
+    """E[g(v)], v ~ N(mean, s2), by quadrature; g(mean) where s2 = 0.
+
+    The rule runs in z = (v - mean)/s (features mapped there), so a node is mean + s z
+    without the cancellation of (v - mean)/s at |mean| >> s."""
     xp = BACKEND.xp
     s2 = xp.asarray(s2, dtype=xp.float64)
     shape = s2.shape
@@ -154,8 +174,10 @@ def quad_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER,
     out = xp.asarray(g(mean), dtype=xp.float64).copy()
     live = xp.nonzero(sd > 0)[0]
     if live.size:
-        out[live] = gauss_quadrature(lambda v, rows: g(v), mean[live], sd[live],
-                                     g.features(), order)
+        m, s = mean[live], sd[live]
+        feats = [((centre - m) / s, width / s) for centre, width in g.features()]
+        out[live] = gauss_quadrature(lambda z, rows: g(m[rows, None] + s[rows, None] * z),
+                                     xp.zeros_like(s), xp.ones_like(s), feats, order)
     return out.reshape(shape)
 
 
@@ -168,74 +190,6 @@ def gauss_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER,
             return g.gauss_avg(s2)
         return table_avg(g, s2, order)
     return quad_avg(g, s2, order)
-
-
-# --------------------------------------------------- G(s) = E_{N(0, s^2)}[g] as a table
-_TABLES: dict = {}
-MAX_TABLE_PANELS = 4096
-"""Panels one table evaluation may span (variances over ~900 decades): memory is bounded."""
-
-
-def _cheb_nodes() -> np.ndarray:
-    """Chebyshev points of the first kind on [-1, 1]."""
-    k = np.arange(TABLE_CHEB)
-    return np.cos(np.pi * (k + 0.5) / TABLE_CHEB)
-
-
-def table_avg(g: ScalarFunction, s2: Array, order: int = DEFAULT_ORDER) -> Array:
-    """E[g(v)], v ~ N(0, s2), from a memoized table of G(s) = E_{N(0, s^2)}[g].
-
-    G is smooth in u = log s for s > 0, so it is tabulated on panels [k, k+1] * TABLE_PANEL
-    of a fixed lattice in u, as a Chebyshev interpolant per panel (values at TABLE_CHEB
-    Chebyshev points computed by :func:`quad_avg`), evaluated by Clenshaw's recurrence;
-    the interpolation error (~1e-14) is far below the quadrature's (~1e-10). The lattice
-    is fixed, so a value depends only on s, never on the batch it comes in. Panels are
-    filled on first use and kept per (function, order). g(0) at s = 0.
-    """
-    xp = BACKEND.xp
-    s2 = xp.asarray(s2, dtype=xp.float64)
-    shape = s2.shape
-    s2 = s2.reshape(-1)
-    out = xp.asarray(g(xp.zeros_like(s2)), dtype=xp.float64).copy()
-    out[~xp.isfinite(s2)] = xp.nan  # no table panel for them: NaN, never an index
-    live = xp.nonzero((s2 > 0) & xp.isfinite(s2))[0]
-    if live.size == 0:
-        return out.reshape(shape)
-    u = 0.5 * xp.log(s2[live])
-    panel = xp.floor(u / TABLE_PANEL).astype(xp.int64)
-    kmin, kmax = int(panel.min()), int(panel.max())
-    coef = xp.asarray(table_panels(g, kmin, kmax, order))  # (K, TABLE_CHEB)
-    row = panel - kmin
-    x = xp.clip(2.0 * (u / TABLE_PANEL - panel) - 1.0, -1.0, 1.0)
-    b1 = xp.zeros_like(x)
-    b2 = xp.zeros_like(x)
-    for j in range(TABLE_CHEB - 1, 0, -1):  # Clenshaw
-        b1, b2 = 2.0 * x * b1 - b2 + coef[row, j], b1
-    out[live] = x * b1 - b2 + coef[row, 0]
-    return out.reshape(shape)
-
-
-def table_panels(g: ScalarFunction, kmin: int, kmax: int, order: int = DEFAULT_ORDER
-                 ) -> np.ndarray:
-    """Chebyshev coefficients (kmax - kmin + 1, TABLE_CHEB) of G on panels kmin..kmax (host).
-
-    Panel k covers log s in [k, k+1] * TABLE_PANEL; missing panels are computed (TABLE_CHEB
-    quadrature values each) and kept for the process, per (function, order).
-    """
-    if kmax - kmin > MAX_TABLE_PANELS:
-        raise ValueError(f"a Gaussian-average table of {kmax - kmin + 1} panels was asked for "
-                         f"(at most {MAX_TABLE_PANELS}): variances over more than "
-                         f"{MAX_TABLE_PANELS * TABLE_PANEL * 2 / 2.303:.0f} decades")
-    table = _TABLES.setdefault((g, order), {})
-    needed = [k for k in range(kmin, kmax + 1) if k not in table]
-    if needed:
-        xp = BACKEND.xp
-        t = _cheb_nodes()
-        centres = (np.asarray(needed, dtype=float)[:, None] + 0.5 + 0.5 * t[None, :]) * TABLE_PANEL
-        vals = BACKEND.to_host(quad_avg(g, xp.asarray(np.exp(2.0 * centres)).reshape(-1), order))
-        for k, row in zip(needed, vals.reshape(len(needed), TABLE_CHEB)):
-            table[k] = np.polynomial.chebyshev.chebfit(t, row, TABLE_CHEB - 1)
-    return np.stack([table[k] for k in range(kmin, kmax + 1)])
 
 
 # ------------------------------------------------------------------------- 2-D pairs
@@ -411,16 +365,79 @@ def expect_pair(
         return _heaviside_left(f, g, q, qp, c, det, order)
     if r == "heaviside_right":
         return _heaviside_left(g, f, qp, q, c, det, order)
-    return quad_pair(f, g, q, qp, c, det, order)
+    return reduced_pair(f, g, q, qp, c, det, order)
 
 
 # ------------------------------------------------------------ terms at thresholds
 def mean_gauss_avg(g: ScalarFunction, m: Array, s2: Array, order: int = DEFAULT_ORDER,
                    method: str = "auto") -> Array:
-    """E[g(m + s Z)], s^2 = s2: g's closed form (registry ``mean_avg``), else quadrature."""
-    if method == "auto" and mean_avg(g.kind):
-        return g.gauss_avg_mean(m, s2)
+    """E[g(m + s Z)], s^2 = s2, term by term: a term's closed form (registry ``mean_avg``),
+    else its 2-D table (:mod:`gpukern.tables`), else quadrature."""
+    if g.shifted:
+        total = None
+        for base, shift in g.terms():
+            v = mean_gauss_avg(base, m - shift, s2, order, method)
+            total = v if total is None else total + v
+        return total
+    if method == "auto":
+        if mean_avg(g.kind):
+            return g.gauss_avg_mean(m, s2)
+        if has_mean_table(g):
+            return table_mean_avg(g, m, s2)
     return quad_avg(g, s2, order, mean=m)
+
+
+def _averaged(g: ScalarFunction) -> int:
+    """How cheaply E[g(m + s Z)] comes: 2 closed forms, 1 tables, 0 quadrature (the
+    poorest term decides)."""
+    rank = 2
+    for base, _ in g.terms():
+        rank = min(rank, 2 if mean_avg(base.kind) else 1 if has_mean_table(base) else 0)
+    return rank
+
+
+def reduced_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
+                 order: int = DEFAULT_ORDER) -> Array:
+    """E[f(u) g(v)] = E_u[f(u) A_g(c u / q, det / q)], A_g(m, s^2) = E[g(m + s Z)] (the
+    law of v given u): a 1-D rule in u, graded to f's features and to g's features mapped
+    to u (centre q/c, scale sqrt(s^2 + w^2) q/|c|: A_g is g smoothed by s), with A_g from
+    :func:`mean_gauss_avg`. The side whose average is cheaper goes inside."""
+    if _averaged(f) > _averaged(g):
+        return reduced_pair(g, f, qp, q, c, det, order)
+    xp = BACKEND.xp
+    q, qp, c, det = (xp.asarray(a, dtype=xp.float64) for a in xp.broadcast_arrays(q, qp, c, det))
+    shape = q.shape
+    q, qp, c, det = (a.reshape(-1) for a in (q, qp, c, det))
+    out = xp.empty(q.shape, dtype=xp.float64)
+    degenerate = q <= 0  # u = 0 exactly
+    if bool(degenerate.any()):
+        idx = xp.nonzero(degenerate)[0]
+        zero = xp.zeros(idx.shape)
+        out[idx] = f(zero) * mean_gauss_avg(g, zero, qp[idx], order)
+    idx = xp.nonzero(~degenerate)[0]
+    if idx.size:
+        qi, ci = q[idx], c[idx]
+        slope = ci / qi
+        s2 = det[idx] / qi
+        feats = list(f.features())
+        s = xp.sqrt(s2)
+        with BACKEND.ignore_fp_errors():
+            inv = xp.where(ci != 0, qi / xp.abs(ci), 0.0)
+            for centre, width in g.features():
+                # A_g varies on sqrt(s^2 + w^2), and g's kinks are rounded on s: the ladder
+                # starts at the smaller scale (w alone where s = 0: A_g is g itself)
+                scale = xp.where(s > 0, xp.minimum(s, width) if width > 0 else s, width)
+                feats.append((xp.where(ci != 0, centre * qi / ci, 0.0), scale * inv))
+
+        def outer(u, rows):
+            mean = slope[rows][:, None] * u
+            var = xp.broadcast_to(s2[rows][:, None], u.shape)
+            inner = mean_gauss_avg(g, mean.reshape(-1), var.reshape(-1), order)
+            return f(u) * inner.reshape(u.shape)
+
+        out[idx] = gauss_quadrature(outer, xp.zeros_like(qi), xp.sqrt(qi), feats, order,
+                                    _REDUCED_STEP, _REDUCED_KMIN)
+    return out.reshape(shape)
 
 
 def _noisy(fn: ScalarFunction, q: Array) -> Array:
@@ -506,4 +523,6 @@ def _shifted_pair(bf: ScalarFunction, sf: float, bg: ScalarFunction, sg: float, 
         return bg.value * mean_gauss_avg(bf, BACKEND.xp.full_like(q, -sf), q, order, method)
     if method == "auto" and isinstance(bf, ErfStep) and isinstance(bg, ErfStep):
         return _orthant(bf, sf, bg, sg, q, qp, c, det)
-    return quad_pair(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)
+    if method == "quadrature":
+        return quad_pair(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)
+    return reduced_pair(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)

@@ -17,6 +17,9 @@ Capabilities (looked up, never discovered by evaluating a function):
 * ``self_pair``: E[f(u) g(v)] of two functions of this kind has a closed form;
 * ``mean_avg``: E[g(m + s Z)] has a closed form for every mean m (``gauss_avg_mean``), so a
   delta or bump at a threshold facing g, or g itself shifted, gives a closed pair;
+* ``mean_table``: E[g(m + s Z)] has no closed form but g is a width-parameter family
+  rate * h(rate v), so one 2-D table of h's average serves every parameter
+  (:mod:`gpukern.tables`);
 * ``det_gaps``: as an activation, the next layer's determinant q q' - c^2 has a formula
   without cancellation (``self_gaps``), so the recursion carries it from layer to layer;
   other activations get it as q q' - c^2 (an absolute error of eps q q').
@@ -55,6 +58,7 @@ class Capabilities:
     self_pair: bool = False
     det_gaps: bool = False
     mean_avg: bool = False
+    mean_table: bool = False
 
 
 CAPABILITIES: dict[Kind, Capabilities] = {
@@ -66,9 +70,9 @@ CAPABILITIES: dict[Kind, Capabilities] = {
     Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True, det_gaps=True,
                                 mean_avg=True),
     Kind.CONSTANT: Capabilities(closed_avg=True, det_gaps=True, mean_avg=True),
-    Kind.SIGMOID: Capabilities(),
-    Kind.FAST_SIGMOID: Capabilities(),
-    Kind.ATAN: Capabilities(closed_avg=True),
+    Kind.SIGMOID: Capabilities(mean_table=True),
+    Kind.FAST_SIGMOID: Capabilities(mean_table=True),
+    Kind.ATAN: Capabilities(closed_avg=True, mean_table=True),
     Kind.BOXCAR: Capabilities(closed_avg=True, mean_avg=True),
     Kind.TRIANGLE: Capabilities(closed_avg=True, mean_avg=True),
     Kind.TABLE: Capabilities(closed_avg=True),
@@ -90,6 +94,11 @@ def mean_avg(kind: Kind | None) -> bool:
     return kind is not None and CAPABILITIES[kind].mean_avg
 
 
+def mean_table(kind: Kind | None) -> bool:
+    """True when kind's Gaussian average with a mean is read from a 2-D table."""
+    return kind is not None and CAPABILITIES[kind].mean_table
+
+
 def det_gaps(kind: Kind | None) -> bool:
     """True when an activation of this kind carries the determinant stably (``self_gaps``)."""
     return kind is not None and CAPABILITIES[kind].det_gaps
@@ -100,6 +109,8 @@ TABLE_PANEL = 0.25
 """Width of a panel of the Gaussian-average tables, in u = log s."""
 TABLE_CHEB = 21
 """Chebyshev coefficients per table panel."""
+MEAN_CHEB = 10
+"""Chebyshev points per dimension of a cell of the 2-D (mean, s) tables."""
 MAX_PAIRS = 4
 """Kernels (left, right derivative pairs) one fused recursion computes at once."""
 TERM_SIZE = 5
@@ -117,6 +128,7 @@ NORM_GAP_TAYLOR = 1e-4
 """The erf family's norm gap takes its Taylor form where |delta| < this * (1 - x^2)."""
 
 _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
+              ("kMeanCheb", "int", MEAN_CHEB),
               ("kMaxPairs", "int", MAX_PAIRS), ("kTermSize", "int", TERM_SIZE),
               ("kBvnRho6", "double", BVN_RHO_EDGES[0]), ("kBvnRho12", "double", BVN_RHO_EDGES[1]),
               ("kBvnNearOne", "double", BVN_RHO_EDGES[2]),

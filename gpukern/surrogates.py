@@ -15,7 +15,9 @@ its jumps, weighted by half the jump height (sign: as given; step: half of it):
 =====================  =============================================
 
 Closed Gaussian averages exist for erf, atan, boxcar and triangle; sigmoid,
-fast_sigmoid and custom use quadrature graded to their width and kinks. Each surrogate's
+fast_sigmoid and custom use quadrature graded to their width and kinks, memoized as
+tables (:mod:`gpukern.tables`: with a mean too, for sigmoid, fast_sigmoid, atan and
+custom functions without kinks away from 0). Each surrogate's
 class (its kind's Python side, see :mod:`gpukern.functions`) sits here beside its
 constructor; ``erf`` is the Gaussian bump of :mod:`gpukern.functions`, also the
 derivative of the erf activation.
@@ -319,6 +321,8 @@ def custom(
 
     ``width``: the scale on which fn varies; ``kinks``: where it has kinks or jumps.
     Quadrature grades its panels to both, so give them for narrow or kinked functions.
+    Without kinks away from 0 its Gaussian averages with a mean come from a table built on
+    first use (:mod:`gpukern.tables`); with them, from nested quadrature (slow).
     On the CuPy backend ``fn`` receives CuPy arrays and runs through the array code
     (no fused CUDA kernel): correct, but slower than the built-ins.
     """

@@ -180,7 +180,7 @@ def test_inputs_that_would_overflow_refused_up_front(act):
 
 
 def test_table_index_never_unbounded():
-    from gpukern.gaussian import table_avg, table_panels
+    from gpukern.tables import table_avg, table_panels
 
     g = gk.surrogates.sigmoid(1.0)
     out = table_avg(g, np.array([np.inf, np.nan, 1.0]))

@@ -159,7 +159,8 @@ def test_degenerate_q_zero():
 def test_table_interpolates_quadrature(g):
     """The memoized Chebyshev table of G(s) equals direct quadrature to 1e-12 relative, and
     a value does not depend on the batch it is computed in."""
-    from gpukern.gaussian import quad_avg, table_avg
+    from gpukern.gaussian import quad_avg
+    from gpukern.tables import table_avg
 
     s = np.exp(np.random.default_rng(0).uniform(np.log(1e-7), np.log(1e3), 2000))
     got = table_avg(g, s * s)

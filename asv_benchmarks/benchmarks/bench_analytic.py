@@ -72,3 +72,46 @@ AnalyticKernels.peakmem_sign_sgntk.pretty_name = "analytic: sign SG-NTK peak mem
 Thresholds.time_nngp_sgntk.pretty_name = (
     "analytic: NNGP + SG-NTK of sign, step at 1 and a 2-bit quantizer, depth 3")
 GpuMemory.track_gpu_pool_bytes.pretty_name = "analytic: CuPy memory pool after an SG-NTK (GPU only)"
+
+
+class ReducedPairs:
+    """Kernels without a closed form (pairs reduced to 1-D with tables of E[g(m + s Z)])
+    against the closed-form erf ones, depth 3, N = 128 (each entry costs ~10^3 x a closed
+    form: N = 1024 would take minutes per call)."""
+
+    params = ([128], ["erf", "sigmoid", "fast_sigmoid", "atan", "custom(tanh)"])
+    param_names = ["N", "function"]
+
+    def setup(self, n, function):
+        import numpy as np
+
+        self.x = inputs(n)
+        if function == "custom(tanh)":
+            act = gk.activations.custom(np.tanh, lambda v: 1.0 - np.tanh(v) ** 2)
+            self.net = gk.MLP(3, act, bias_std=0.2)
+            self.which = ("nngp", "ntk")
+        else:
+            sur = {"erf": gk.surrogates.erf(2.0), "sigmoid": gk.surrogates.sigmoid(2.0),
+                   "fast_sigmoid": gk.surrogates.fast_sigmoid(2.0),
+                   "atan": gk.surrogates.atan(2.0)}[function]
+            self.net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+            self.which = ("surrogate",)
+        self.net.kernels(self.x[:16], which=self.which)  # fills the tables
+
+    def time_kernels(self, n, function):
+        sync(self.net.kernels(self.x, which=self.which))
+
+
+class SameInputs:
+    """kernels(x, x) takes the symmetric path of kernels(x)."""
+
+    params = ([2048], ["x", "x, x", "x, copy"])
+    param_names = ["N", "call"]
+
+    def setup(self, n, call):
+        self.x = inputs(n)
+        self.x2 = {"x": None, "x, x": self.x, "x, copy": self.x.copy()}[call]
+        self.net = gk.MLP(3, gk.activations.erf(1.0), gk.surrogates.erf(1.0), bias_std=0.2)
+
+    def time_kernels(self, n, call):
+        sync(self.net.kernels(self.x, self.x2))

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..functions import Constant, GaussianBump, ScalarFunction
-from ..gaussian import DEFAULT_ORDER, has_closed_pair, has_closed_shifted_pair, table_panels
+from ..gaussian import DEFAULT_ORDER, has_closed_pair, has_closed_shifted_pair
 from ..registry import MAX_PAIRS, TABLE_PANEL, Kind, closed_avg
+from ..tables import table_panels
 from .cupy_fused import cuda_dir
 
 Array = Any
@@ -127,8 +128,22 @@ def library() -> ctypes.CDLL | None:
         fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ptr, ptr, ptr, ctypes.c_double,
                        ctypes.c_double, ctypes.c_int]
         fn.restype = None
+    lib.gk_cpu_cheb2d.argtypes = [_D, ctypes.c_int, _I64, _D, _D, ctypes.c_int64, _D]
+    lib.gk_cpu_cheb2d.restype = None
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
+
+
+def cheb2d(coef: np.ndarray, cell: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """out[i] = sum_ab coef[cell[i], a, b] T_a(x[i]) T_b(y[i]) (tables.cuh's cheb2d)."""
+    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    cell, x, y = (np.ascontiguousarray(a, dtype=t) for a, t in
+                  ((cell, np.int64), (x, np.float64), (y, np.float64)))
+    out = np.empty(x.shape, dtype=np.float64)
+    library().gk_cpu_cheb2d(coef.ctypes.data_as(_D), coef.shape[-1], cell.ctypes.data_as(_I64),
+                            x.ctypes.data_as(_D), y.ctypes.data_as(_D), x.size,
+                            out.ctypes.data_as(_D))
+    return out
 
 
 def available() -> bool:

@@ -46,6 +46,7 @@ double sin(double) noexcept;
 #include <vector>
 
 #include "gpukern/recursion.cuh"
+#include "gpukern/tables.cuh"
 
 namespace {
 
@@ -708,6 +709,13 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          float* kout) {
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, tables,
                      offsets, npairs, upper, nngp, kout);
+}
+
+// out[i] = cheb2d(coef + cell[i] n^2, n, x[i], y[i]): the 2-D Gaussian-average tables.
+void gk_cpu_cheb2d(const double* coef, int n, const int64_t* cell, const double* x,
+                   const double* y, int64_t p, double* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < p; ++i) out[i] = gk::cheb2d(coef + cell[i] * n * n, n, x[i], y[i]);
 }
 
 // out = f(h) (pre null) or (pre * scale) * f(h), n entries; 0 for a kind without value.

@@ -106,6 +106,16 @@ def analytic_executor(sigma: ScalarFunction, sides: list[tuple[ScalarFunction, S
     return "array"
 
 
+def cheb2d(coef: Array, cell: Array, x: Array, y: Array) -> Array | None:
+    """sum_ab coef[cell, a, b] T_a(x) T_b(y) per point on the compiled CPU path
+    (cuda/gpukern/tables.cuh), or None: the caller evaluates it with array expressions."""
+    if not _compiled_cpu():
+        return None
+    from . import cpu_fused
+
+    return cpu_fused.cheb2d(coef, cell, x, y)
+
+
 CPU_MIN_SIZE = 1 << 15
 """Smaller arrays (SGL's per-network steps) stay NumPy expressions: a ctypes call costs
 more than it saves there."""
