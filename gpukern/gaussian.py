@@ -56,8 +56,8 @@ _KMIN = -6  # geometric ladders start at scale * 2**-6
 _KMAX = 60
 _CHUNK_NODES = 1 << 22  # quadrature nodes evaluated at once (memory bound)
 # The outer rule of a reduced pair: its integrand is smooth between f's features (A_g is g
-# smoothed), so panels every sd and ladders from scale/8 keep it at ~1e-13 relative with
-# half the nodes (each costs a table look-up).
+# smoothed), so panels every sd and ladders from scale/8 keep it at ~1e-12 relative with
+# half the nodes (each costs a table look-up; tests/test_tables.py holds it to 1e-9).
 _REDUCED_STEP = 1.0
 _REDUCED_KMIN = -3
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -396,6 +396,19 @@ def _averaged(g: ScalarFunction) -> int:
     return rank
 
 
+def _merge_feature(feats: list, centre, scale) -> list:
+    """``feats`` plus (centre, scale); at a centre 0 that f's features already have, one
+    ladder from the smaller positive scale serves both (its rungs 2^k cover the other's
+    to a factor 2), instead of two ladders of nearly the same edges."""
+    xp = BACKEND.xp
+    if np.ndim(centre) == 0 and centre == 0.0:
+        for k, (c0, s0) in enumerate(feats):
+            if np.ndim(c0) == 0 and c0 == 0.0:
+                merged = xp.where(scale > 0, xp.where(s0 > 0, xp.minimum(s0, scale), scale), s0)
+                return feats[:k] + [(0.0, merged)] + feats[k + 1:]
+    return feats + [(centre, scale)]
+
+
 def reduced_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
                  order: int = DEFAULT_ORDER) -> Array:
     """E[f(u) g(v)] = E_u[f(u) A_g(c u / q, det / q)], A_g(m, s^2) = E[g(m + s Z)] (the
@@ -426,8 +439,9 @@ def reduced_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
             for centre, width in g.features():
                 # A_g varies on sqrt(s^2 + w^2), and g's kinks are rounded on s: the ladder
                 # starts at the smaller scale (w alone where s = 0: A_g is g itself)
-                scale = xp.where(s > 0, xp.minimum(s, width) if width > 0 else s, width)
-                feats.append((xp.where(ci != 0, centre * qi / ci, 0.0), scale * inv))
+                scale = xp.where(s > 0, xp.minimum(s, width) if width > 0 else s, width) * inv
+                feats = _merge_feature(feats, xp.where(ci != 0, centre * qi / ci, 0.0)
+                                       if centre != 0.0 else 0.0, scale)
 
         def outer(u, rows):
             mean = slope[rows][:, None] * u

@@ -22,7 +22,7 @@ quad_avg`), filled on first use and kept for the process:
   heavy-tailed h turns G from a Gaussian into h's tail within a fraction of a cell. Outside
   LAMBDA_RANGE x [-ZETA_MAX, ZETA_MAX] (sigma below e^-8 or above e^12 unit widths, |mu| /
   sigma beyond ~1.2e4) the value is the direct quadrature itself: the documented fallback,
-  exact but ~100x slower.
+  as accurate, ~100x slower.
 
 Both tables index fixed lattices, so a value depends on its (m, s) only, never on the
 batch it is computed in, and the number of cells is bounded by the lattice.
