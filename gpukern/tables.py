@@ -58,6 +58,8 @@ CELL = 0.25
 MAX_MEAN_TABLES = 8
 """2-D tables kept at once (one per unit function): the oldest goes when a new one comes,
 so custom functions made in a loop cannot grow memory without bound."""
+MAX_ZERO_MEAN_TABLES = 64
+"""1-D tables kept at once (one per function and order; each at most MAX_TABLE_PANELS rows)."""
 _CHUNK = 1 << 14  # points evaluated at once (a (chunk, MEAN_CHEB, MEAN_CHEB) gather)
 
 _TABLES: dict = {}
@@ -115,7 +117,7 @@ def table_panels(g: ScalarFunction, kmin: int, kmax: int, order: int | None = No
         raise ValueError(f"a Gaussian-average table of {kmax - kmin + 1} panels was asked for "
                          f"(at most {MAX_TABLE_PANELS}): variances over more than "
                          f"{MAX_TABLE_PANELS * TABLE_PANEL * 2 / 2.303:.0f} decades")
-    table = _TABLES.setdefault(("zero-mean", g, order), {})
+    table = _kept(("zero-mean", g, order), dict)
     needed = [k for k in range(kmin, kmax + 1) if k not in table]
     if needed:
         xp = BACKEND.xp
@@ -224,14 +226,20 @@ class MeanTable:
         self.filled[flat] = True
 
 
-def _mean_table(unit: Unit) -> MeanTable:
-    key = ("with-mean", unit)
+def _kept(key: tuple, make: Any) -> Any:
+    """The table under ``key`` (made by ``make()`` if absent); of each sort (key[0]) at most
+    MAX_MEAN_TABLES / MAX_ZERO_MEAN_TABLES are kept, the oldest made going first."""
     if key not in _TABLES:
-        kept = [k for k in _TABLES if k[0] == "with-mean"]
-        for old in kept[:max(0, len(kept) - MAX_MEAN_TABLES + 1)]:
+        limit = MAX_MEAN_TABLES if key[0] == "with-mean" else MAX_ZERO_MEAN_TABLES
+        kept = [k for k in _TABLES if k[0] == key[0]]
+        for old in kept[:max(0, len(kept) - limit + 1)]:
             del _TABLES[old]
-        _TABLES[key] = MeanTable(unit)
+        _TABLES[key] = make()
     return _TABLES[key]
+
+
+def _mean_table(unit: Unit) -> MeanTable:
+    return _kept(("with-mean", unit), lambda: MeanTable(unit))
 
 
 def _peak(unit: Unit, sigma: Array) -> Array:

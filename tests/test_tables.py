@@ -105,6 +105,11 @@ def test_table_memory_is_bounded():
         tables.table_mean_avg(fn, np.array([0.3]), np.array([0.5]))
     kept = [key for key in tables._TABLES if key[0] == "with-mean"]
     assert len(kept) == tables.MAX_MEAN_TABLES
+    for k in range(tables.MAX_ZERO_MEAN_TABLES + 3):
+        fn = S.custom(lambda v, k=k: np.exp(-(v * v) * (1 + k)))
+        tables.table_avg(fn, np.array([0.5]))
+    kept = [key for key in tables._TABLES if key[0] == "zero-mean"]
+    assert len(kept) == tables.MAX_ZERO_MEAN_TABLES
 
 
 @pytest.mark.parametrize("kind", [k for k in registry.Kind if registry.mean_table(k)],
