@@ -115,11 +115,14 @@ def test_table_memory_is_bounded():
 @pytest.mark.parametrize("kind", [k for k in registry.Kind if registry.mean_table(k)],
                          ids=lambda k: k.name)
 def test_mean_table_kinds_have_a_unit_form(kind):
-    """The registry's ``mean_table`` kinds: every example has a unit form (no closed
-    average with a mean to use instead)."""
+    """The registry's ``mean_table`` kinds: every example is amp * h(rate * v) for the
+    kind's unit h (what lets one table serve every parameter), and has no closed average
+    with a mean to use instead."""
+    v = np.linspace(-5.0, 5.0, 201)
     for fn in (f for f in registry_examples() if f.kind is kind):
         assert not registry.mean_avg(kind)
-        assert tables.has_mean_table(fn)
+        unit, amp, rate = tables.unit_form(fn)
+        np.testing.assert_allclose(amp * unit(rate * v), fn(v), rtol=1e-14)
 
 
 # ------------------------------------------------------------------ pairs reduced to 1-D
