@@ -43,7 +43,7 @@ from . import bivariate
 from ._backend import BACKEND
 from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
 from .registry import closed_avg, mean_avg, self_pair
-from .tables import has_mean_table, table_avg, table_mean_avg, table_panels  # noqa: F401
+from .tables import has_mean_table, table_avg, table_mean_avg
 
 Array = Any
 
@@ -202,6 +202,13 @@ def _tilted(bump: GaussianBump, g: ScalarFunction, q, qp, det, order, method) ->
         return xp.where(xp.isinf(pref), xp.inf, pref * avg)
 
 
+def _flat_cov(q, qp, c, det) -> tuple[tuple[Array, Array, Array, Array], tuple[int, ...]]:
+    """(q, q', c, det) broadcast together as flat float64 arrays, and their common shape."""
+    xp = BACKEND.xp
+    arrays = [xp.asarray(a, dtype=xp.float64) for a in xp.broadcast_arrays(q, qp, c, det)]
+    return tuple(a.reshape(-1) for a in arrays), arrays[0].shape
+
+
 def _heaviside_left(h: Heaviside, g: ScalarFunction, q, qp, c, det, order) -> Array:
     """E[s H(u) g(v)] = s E_{v ~ N(0, q')}[g(v) Phi(c v / sqrt(q' det))]: a 1-D average.
 
@@ -209,9 +216,7 @@ def _heaviside_left(h: Heaviside, g: ScalarFunction, q, qp, c, det, order) -> Ar
     and the value is s g(0) E[H(u)] = s g(0)/2.
     """
     xp = BACKEND.xp
-    q, qp, c, det = (xp.asarray(a, dtype=xp.float64) for a in xp.broadcast_arrays(q, qp, c, det))
-    shape = q.shape
-    qp, c, det = (a.reshape(-1) for a in (qp, c, det))
+    (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
     out = xp.asarray(0.5 * g(xp.zeros_like(qp)), dtype=xp.float64).copy()
     idx = xp.nonzero(qp > 0)[0]
     if idx.size:
@@ -237,9 +242,7 @@ def quad_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
               order: int = DEFAULT_ORDER) -> Array:
     """E[f(u) g(v)] by nested quadrature: u ~ N(0, q) outside, v | u ~ N(c u/q, det/q) inside."""
     xp = BACKEND.xp
-    q, qp, c, det = (xp.asarray(a, dtype=xp.float64) for a in xp.broadcast_arrays(q, qp, c, det))
-    shape = q.shape
-    q, qp, c, det = (a.reshape(-1) for a in (q, qp, c, det))
+    (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
     out = xp.empty(q.shape, dtype=xp.float64)
 
     degenerate = q <= 0  # u = 0 exactly
@@ -418,9 +421,7 @@ def reduced_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
     if _averaged(f) > _averaged(g):
         return reduced_pair(g, f, qp, q, c, det, order)
     xp = BACKEND.xp
-    q, qp, c, det = (xp.asarray(a, dtype=xp.float64) for a in xp.broadcast_arrays(q, qp, c, det))
-    shape = q.shape
-    q, qp, c, det = (a.reshape(-1) for a in (q, qp, c, det))
+    (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
     out = xp.empty(q.shape, dtype=xp.float64)
     degenerate = q <= 0  # u = 0 exactly
     if bool(degenerate.any()):

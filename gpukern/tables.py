@@ -179,9 +179,10 @@ class MeanTable:
         self.unit = unit
         self.n_lam = math.ceil((LAMBDA_RANGE[1] - LAMBDA_RANGE[0]) / CELL)
         self.n_zeta = math.ceil(ZETA_MAX / CELL)  # cells with zeta >= 0; as many below
-        n_cols = self.n_zeta * (1 if unit.even else 2)
-        self.coef = np.zeros((self.n_lam * n_cols, MEAN_CHEB, MEAN_CHEB))
-        self.filled = np.zeros(self.n_lam * n_cols, dtype=bool)
+        self.offset = 0 if unit.even else self.n_zeta  # zeta cells j >= -offset
+        self.n_cols = self.n_zeta + self.offset
+        self.coef = np.zeros((self.n_lam * self.n_cols, MEAN_CHEB, MEAN_CHEB))
+        self.filled = np.zeros(self.n_lam * self.n_cols, dtype=bool)
         self._device: Array | None = None  # the backend's copy of coef, while current
         t = _cheb_nodes(MEAN_CHEB)
         self._nodes = t
@@ -189,9 +190,7 @@ class MeanTable:
 
     def index(self, i: Array, j: Array) -> Array:
         """Flat cell index of lambda cell i and zeta cell j (j < 0 below zeta = 0)."""
-        n_cols = self.n_zeta * (1 if self.unit.even else 2)
-        offset = 0 if self.unit.even else self.n_zeta
-        return i * n_cols + (j + offset)
+        return i * self.n_cols + (j + self.offset)
 
     def coefficients(self, flat: Array) -> Array:
         """The backend's coefficient array, after filling the cells ``flat`` that are
@@ -209,10 +208,8 @@ class MeanTable:
         from .gaussian import quad_avg
 
         xp = BACKEND.xp
-        n_cols = self.n_zeta * (1 if self.unit.even else 2)
-        offset = 0 if self.unit.even else self.n_zeta
-        i, j = np.divmod(flat, n_cols)
-        j = j - offset
+        i, j = np.divmod(flat, self.n_cols)
+        j = j - self.offset
         t = 0.5 * (self._nodes + 1.0)  # in [0, 1]
         lam = LAMBDA_RANGE[0] + (i[:, None, None] + t[None, :, None]) * CELL
         zeta = (j[:, None, None] + t[None, None, :]) * CELL
