@@ -83,6 +83,21 @@ def integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> 
     return int(value)
 
 
+def widths(name: str, value: Any, depth: int) -> tuple[int, ...]:
+    """Hidden widths: one int >= 1 for every layer, or ``depth`` of them."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return (integer(name, value, 1),) * depth
+    try:
+        values = tuple(value)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be an int or {depth} ints (one per hidden layer), "
+                        f"got {value!r}") from exc
+    if len(values) != depth:
+        raise ValueError(f"{name} must be an int or {depth} ints (one per hidden layer), "
+                         f"got {len(values)}")
+    return tuple(integer(name, w, 1) for w in values)
+
+
 def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
     """One of ``options`` (strings)."""
     if not isinstance(value, str) or value not in options:

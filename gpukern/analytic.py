@@ -185,8 +185,10 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
     xp = BACKEND.xp
     same = ida[:, None] == idb[None, :]
     sw2, sb2 = arch.weight_std**2, arch.bias_std**2
+    n0 = xa.shape[1]
     sig = sw2 * gram + sb2
-    ks = [sig for _ in pairs]
+    term = arch.ntk_term(0, n0, gram, sig)
+    ks = [term for _ in pairs]
     carried = None
     for l in range(arch.depth):
         q = q1[l][:, None]
@@ -198,9 +200,11 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
             det = carried if carried is not None else xp.maximum(q * qp - c * c, 0.0)
         det = xp.where(same, 0.0, det)
         q, qp = xp.broadcast_to(q, c.shape), xp.broadcast_to(qp, c.shape)
-        sig = sw2 * expect_pair(arch.sigma, arch.sigma, q, qp, c, det, arch.order) + sb2
+        avg = expect_pair(arch.sigma, arch.sigma, q, qp, c, det, arch.order)
+        sig = sw2 * avg + sb2
+        term = arch.ntk_term(l + 1, n0, avg, sig)
         ks = [
-            sig + sw2 * _mul0(expect_pair(p.left, p.right, q, qp, c, det, arch.order), k)
+            term + sw2 * _mul0(expect_pair(p.left, p.right, q, qp, c, det, arch.order), k)
             for p, k in zip(pairs, ks)
         ]
         if l + 1 < arch.depth:

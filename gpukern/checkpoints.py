@@ -46,6 +46,7 @@ def describe_net(net: Any) -> list:
     """The network's identity for a fingerprint: exact stds, depth and its functions."""
     act = net.activation
     return [net.depth, float(net.weight_std).hex(), float(net.bias_std).hex(),
+            net.parameterization,
             describe_function(act.function), describe_function(act.derivative),
             describe_function(net.surrogate),
             describe_function(None if net.surrogate is None else net.side("right", "surrogate"))]

@@ -1,20 +1,22 @@
 """Finite-width networks: ensembles, forward pass, surrogate backprop, empirical kernels.
 
-NTK parameterization (docs/architecture.md), E networks stacked on a leading axis:
+E networks stacked on a leading axis; stored parameters W_l, b_l and the layer scales
+a_l = a(n_{l-1}), b_s of the parameterization (:class:`~gpukern.architecture.Architecture`:
+NTK a = sw/sqrt(n), b_s = sb; standard a = b_s = 1):
 
-    z_0 = x,   h_l = sw/sqrt(n_{l-1}) z_{l-1} W_l^T + sb b_l,   z_l = sigma(h_l),   f = h_{L+1}
+    z_0 = x,   h_l = a_l z_{l-1} W_l^T + b_s b_l,   z_l = sigma(h_l),   f = h_{L+1}
 
 with C = n_{L+1} outputs (independent readout units; C = 1 gives scalar outputs, (E, N)
 arrays, C > 1 a trailing output axis, (E, N, C)). Backward for output c with a
 derivative d in {sigma', sigma~}:
 
-    delta_{L+1} = e_c,   delta_l = sw/sqrt(n_l) (delta_{l+1} W_{l+1}) * d(h_l)
+    delta_{L+1} = e_c,   delta_l = a_{l+1} (delta_{l+1} W_{l+1}) * d(h_l)
 
-so that df/dW_l = delta_l (sw/sqrt(n_{l-1}) z_{l-1})^T and df/db_l = sb delta_l. The
-empirical kernel never forms the Jacobian:
+so that df/dW_l = delta_l (a_l z_{l-1})^T and df/db_l = b_s delta_l. The empirical
+kernel never forms the Jacobian:
 
     K(x, x') = J_a(x) J_b(x')^T
-             = sum_l <delta^a_l(x), delta^b_l(x')> (sw^2/n_{l-1} <z_{l-1}(x), z_{l-1}(x')> + sb^2)
+             = sum_l <delta^a_l(x), delta^b_l(x')> (a_l^2 <z_{l-1}(x), z_{l-1}(x')> + b_s^2)
 
 A jump activation's true derivative is 0 almost everywhere: its "true" side gets
 contributions from the readout layer only. That is the correct Jacobian of such a
@@ -23,8 +25,7 @@ network, not an error (its analytic counterpart is the erf_m, m -> inf limit).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,26 +115,29 @@ class Params:
         return Params(tuple(ws), tuple(bs))
 
 
-def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int = 1,
-                seed: int = 0, dtype: Any = np.float64, n_out: int = 1) -> Params:
-    """E independent networks with ``n_out`` outputs, all entries iid N(0, 1), drawn on
-    the host.
+INIT_DISTRIBUTIONS = ("normal", "torch")
 
+
+def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int = 1,
+                seed: int = 0, dtype: Any = np.float64, n_out: int = 1,
+                stds: Callable[[int], tuple[float, float]] | None = None,
+                distribution: str = "normal") -> Params:
+    """E independent networks with ``n_out`` outputs, drawn on the host.
+
+    ``"normal"``: W_l, b_l entries iid N(0, 1) times ``stds(fan_in)`` (default (1, 1));
+    ``"torch"``: PyTorch's default ``nn.Linear`` initialisation, W and b iid
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (variance 1/(3 fan_in): weight_std = 1/sqrt(3) in
+    the standard parameterization, and a bias variance that shrinks with the fan-in).
     Network e draws from its own stream ``SeedSequence(seed).spawn(E)[e]`` (W_1, b_1,
     W_2, ...), so it is the same for any ensemble size and on every backend.
     """
+    _checks.choice("distribution", distribution, INIT_DISTRIBUTIONS)
     n_in = _checks.integer("n_in", n_in, 1)
     n_out = _checks.integer("n_out", n_out, 1)
     ensemble = _checks.integer("ensemble", ensemble, 1)
     seed = _checks.integer("seed", seed, 0)
     dt = _checks.float_dtype("dtype", dtype)
-    if isinstance(width, Sequence) and not isinstance(width, str):
-        widths = tuple(_checks.integer("width", w, 1) for w in width)
-        if len(widths) != depth:
-            raise ValueError(f"width must be an int or {depth} ints (one per hidden layer), "
-                             f"got {len(widths)}")
-    else:
-        widths = (_checks.integer("width", width, 1),) * depth
+    widths = _checks.widths("width", width, depth)
     sizes = (n_in,) + widths + (n_out,)
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     _checks.fits_in_memory(f"{ensemble} networks of {n_params} parameters in {dt}",
@@ -143,8 +147,18 @@ def init_params(depth: int, n_in: int, width: int | Sequence[int], ensemble: int
     for e, child in enumerate(np.random.SeedSequence(seed).spawn(ensemble)):
         rng = np.random.default_rng(child)
         for w, b in zip(ws, bs):
+            fan_in = w.shape[2]
+            if distribution == "torch":
+                bound = 1.0 / np.sqrt(fan_in)
+                w[e] = rng.uniform(-bound, bound, w.shape[1:])
+                b[e] = rng.uniform(-bound, bound, b.shape[1:])
+                continue
             w[e] = rng.standard_normal(w.shape[1:])
             b[e] = rng.standard_normal(b.shape[1:])
+            if stds is not None:
+                w_std, b_std = stds(fan_in)
+                w[e] *= w_std
+                b[e] *= b_std
     to = BACKEND.asarray
     return Params(tuple(to(w) for w in ws), tuple(to(b) for b in bs))
 
@@ -169,12 +183,10 @@ def check_params(arch: Architecture, params: Any, n_in: int | None = None) -> Pa
 
 def forward(arch: Architecture, params: Params, x: Array) -> tuple[list[Array], list[Array]]:
     """Pre-activations h_1..h_{L+1} and post-activations z_0 = x, z_1..z_L, each (E, N, n)."""
-    sw, sb = arch.weight_std, arch.bias_std
     zs, hs = [x], []
     z = x
     for l, (w, b) in enumerate(zip(params.weights, params.biases)):
-        scale = sw / math.sqrt(w.shape[2])
-        h = (z @ w.swapaxes(-1, -2)) * scale + sb * b[:, None, :]
+        h = (z @ w.swapaxes(-1, -2)) * arch.weight_scale(w.shape[2]) + arch.bias_scale * b[:, None, :]
         hs.append(h)
         if l < arch.depth:
             z = ops.activate(arch.sigma, h)
@@ -192,14 +204,13 @@ def backward(arch: Architecture, params: Params, hs: list[Array],
     """delta_1..delta_{L+1} of output ``output`` for derivative ``derivative`` (sigma' or
     sigma~), each (E, N, n_l)."""
     xp = BACKEND.xp
-    sw = arch.weight_std
     delta = xp.zeros_like(hs[-1])
     delta[..., output] = 1.0
     deltas = [delta]
     for l in range(arch.depth - 1, -1, -1):
         w_next = params.weights[l + 1]  # (E, n_{l+2}, n_{l+1})
         delta = ops.scaled_derivative(delta @ w_next, hs[l], derivative,
-                                      sw / math.sqrt(w_next.shape[2]))
+                                      arch.weight_scale(w_next.shape[2]))
         deltas.append(delta)
     return deltas[::-1]
 
@@ -215,15 +226,14 @@ def jacobian(arch: Architecture, params: Params, x: Array, derivative: ScalarFun
     """(E, N, P) Jacobian (sigma') or quasi-Jacobian (sigma~) of output ``output`` in the
     ``Params.ravel`` order."""
     xp = BACKEND.xp
-    sw, sb = arch.weight_std, arch.bias_std
     hs, zs = forward(arch, params, x)
     deltas = backward(arch, params, hs, derivative, output)
     e, n = hs[0].shape[:2]
     parts = []
     for delta, z in zip(deltas, zs):
-        scaled = z * (sw / math.sqrt(z.shape[-1]))
+        scaled = z * arch.weight_scale(z.shape[-1])
         parts.append((delta[..., :, None] * scaled[..., None, :]).reshape(e, n, -1))
-        parts.append(sb * delta)
+        parts.append(arch.bias_scale * delta)
     return xp.concatenate(parts, axis=-1)
 
 
@@ -241,14 +251,14 @@ def _block_kernel(arch: Architecture, za: list[Array], da: list[Array] | None,
     n = za[-1].shape[-2]
     if za is zb and da is db and n >= 2 * SYMMETRIC_SPLIT:
         return _symmetric_block_kernel(arch, za, da)
-    sw2, sb2 = arch.weight_std ** 2, arch.bias_std ** 2
+    sb2 = arch.bias_scale ** 2
     if da is None:
         z1, z2 = za[-1], zb[-1]
-        return (z1 @ z2.swapaxes(-1, -2)) * (sw2 / z1.shape[-1]) + sb2
+        return (z1 @ z2.swapaxes(-1, -2)) * arch.weight_scale2(z1.shape[-1]) + sb2
     out = None
     for z1, z2, d1, d2 in zip(za, zb, da, db):
         out = ops.hadamard_accumulate(out, d1 @ d2.swapaxes(-1, -2), z1 @ z2.swapaxes(-1, -2),
-                                      sw2 / z1.shape[-1], sb2)
+                                      arch.weight_scale2(z1.shape[-1]), sb2)
     return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from . import _checks, finite, planner
 from .activations import Activation
 from .analytic import Pair
-from .architecture import Architecture
+from .architecture import PARAMETERIZATIONS, Architecture
 from .finite import Params
 from .functions import ScalarFunction
 from .gaussian import DEFAULT_ORDER
@@ -24,12 +24,18 @@ KERNEL_SIDES = {"ntk": ("true", "true"), "sgntk": ("true", "surrogate"),
 
 
 class MLP:
-    """A fully connected network in NTK parameterization (neural-tangents' ``Dense``).
+    """A fully connected network, by default in NTK parameterization (neural-tangents'
+    ``Dense``):
 
         h_1 = sw/sqrt(n0) W_1 x + sb b_1,   h_{l+1} = sw/sqrt(n_l) W_{l+1} sigma(h_l) + sb b_{l+1}
 
     with ``depth`` hidden layers and a linear readout f = h_{depth+1} of C outputs
     (``init(..., n_out=C)``); sw = weight_std, sb = bias_std, all W, b entries iid N(0, 1).
+    ``parameterization="standard"`` (PyTorch's ``nn.Linear``): h_{l+1} = W_{l+1} z_l + b_{l+1}
+    with W ~ N(0, sw^2/n_l), b ~ N(0, sb^2), gradients with respect to these W, b. The same
+    functions and NNGP; the NTK-type kernels then depend on the hidden ``widths``
+    (n_1..n_L, needed for them): Theta_{l+1} = n_l E[z_l z_l'] + 1 + Sigma_dot_{l+1} Theta_l
+    (neural-tangents' standard ``Dense`` with its widths), linear in the widths.
     The C readout units are independent, so every analytic kernel of C outputs is
     K ⊗ I_C: the kernels below are those of one output.
 
@@ -48,6 +54,8 @@ class MLP:
         bias_std: float = 0.0,
         quad_order: int = DEFAULT_ORDER,
         tile: int = DEFAULT_TILE,
+        parameterization: str = "ntk",
+        widths: tuple[int, ...] | None = None,
     ) -> None:
         self.depth = _checks.integer("depth", depth, 1)
         if not isinstance(activation, Activation):
@@ -69,14 +77,20 @@ class MLP:
             _checks.squarable("bias_std", self.bias_std)
         self.quad_order = _checks.integer("quad_order", quad_order, 1)
         self.tile = _checks.integer("tile", tile, 1)
+        self.parameterization = _checks.choice("parameterization", parameterization,
+                                               PARAMETERIZATIONS)
+        self.widths = None if widths is None else _checks.widths("widths", widths, self.depth)
         self.arch = Architecture(self.depth, activation.function, self.weight_std,
-                                 self.bias_std, self.quad_order)
+                                 self.bias_std, self.quad_order, self.parameterization,
+                                 self.widths)
         """What the kernel and network math needs (depth, sigma, stds, quadrature order)."""
 
     def __repr__(self) -> str:
         return (f"MLP(depth={self.depth}, activation={self.activation!r}, "
                 f"surrogate={self.surrogate!r}, weight_std={self.weight_std:g}, "
-                f"bias_std={self.bias_std:g})")
+                f"bias_std={self.bias_std:g}"
+                + ("" if self.parameterization == "ntk"
+                   else f", parameterization='standard', widths={self.widths}") + ")")
 
     # ------------------------------------------------------------------ analytic
     def side(self, name: str, value: str) -> ScalarFunction:
@@ -134,6 +148,9 @@ class MLP:
                  dtype) -> dict[str, Array]:
         dt = _checks.float_dtype("dtype", dtype)
         resolved = {name: self.pair(*lr) for name, lr in pairs.items()}
+        if resolved and self.arch.standard and self.widths is None:
+            raise ValueError("the NTK-type kernels of a standard-parameterized MLP depend on "
+                             "its hidden widths: build it with widths=(n_1, ..., n_L)")
         a = _checks.inputs("x1", x1)
         b = None if x2 is None else _checks.inputs("x2", x2, n_features=a.shape[1])
         if b is not None and _checks.same_points(a, b):
@@ -152,16 +169,28 @@ class MLP:
         return result
 
     # ------------------------------------------------------------------ finite width
-    def init(self, n_in: int, width: int | tuple[int, ...], ensemble: int = 1, seed: int = 0,
-             dtype: Any = np.float64, n_out: int = 1) -> Params:
+    def init(self, n_in: int, width: int | tuple[int, ...] | None = None, ensemble: int = 1,
+             seed: int = 0, dtype: Any = np.float64, n_out: int = 1,
+             distribution: str = "normal") -> Params:
         """E independent networks with ``n_out`` outputs (``width``: one int, or one per
-        hidden layer).
+        hidden layer; default: the MLP's ``widths``).
 
-        All W, b entries iid N(0, 1), drawn on the host (network e from
-        ``SeedSequence(seed).spawn(E)[e]``): the same seed gives the same networks on
-        every backend and for any ensemble size. Stacked with the ensemble as leading axis.
+        W, b entries iid N(0, 1) (standard parameterization: N(0, sw^2/fan_in) and
+        N(0, sb^2), the same functions for the same seed), drawn on the host (network e
+        from ``SeedSequence(seed).spawn(E)[e]``): the same seed gives the same networks
+        on every backend and for any ensemble size. Stacked with the ensemble as leading
+        axis. ``distribution="torch"`` (standard parameterization only): PyTorch's default
+        ``nn.Linear`` initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b.
         """
-        return finite.init_params(self.depth, n_in, width, ensemble, seed, dtype, n_out)
+        if width is None:
+            if self.widths is None:
+                raise ValueError("width is needed (this MLP was built without widths)")
+            width = self.widths
+        if distribution == "torch" and not self.arch.standard:
+            raise ValueError("distribution='torch' draws the weights of PyTorch's nn.Linear: "
+                             "it needs an MLP with parameterization='standard'")
+        return finite.init_params(self.depth, n_in, width, ensemble, seed, dtype, n_out,
+                                  self.arch.init_stds, distribution)
 
     def validate(self, params: Params, x: Array, name: str = "x") -> tuple[Params, Array]:
         """``params`` checked against this MLP, and inputs ``x`` (named ``name`` in errors)

@@ -106,6 +106,8 @@ class Plan:
 def plan(arch: Architecture, pairs: list[Pair], want_nngp: bool = True) -> Plan:
     """The plan of a request: its executor, picked once."""
     sides = [(p.left, p.right) for p in pairs]
+    if arch.standard and pairs:  # the fused kernels carry the NTK parameterization's terms
+        return Plan(arch, tuple(pairs), want_nngp, "array")
     return Plan(arch, tuple(pairs), want_nngp, ops.analytic_executor(arch.sigma, sides))
 
 

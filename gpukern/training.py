@@ -8,7 +8,8 @@ by the number of targets), for all E networks at once:
 forward with the activation sigma, backward with ``derivative`` ("surrogate": sigma~,
 SGL; "true": sigma', plain gradient descent). The update is fused into the backward
 pass: the deltas are started at the residual r = f - Y instead of 1, so
-dL/dW_l = delta^r_l^T (sw/sqrt(n_{l-1}) z_{l-1}) and dL/db_l = sb sum_n delta^r_l, and
+dL/dW_l = delta^r_l^T (a_l z_{l-1}) and dL/db_l = b_s sum_n delta^r_l (the layer scales of
+the parameterization, :mod:`gpukern.finite`), and
 no per-network, per-example gradient is ever formed. Step k of the trainer is the
 linearized prediction after k steps of size lr (``gk.predict(..., steps=k)``).
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -121,13 +121,12 @@ def _backward_update(arch: Architecture, params: Params, hs: list[Array], zs: li
                      resid: Array, lr: float, derivative: ScalarFunction) -> None:
     """The fused backward pass and update of ``params`` in place (resid = f - y, (E, N)
     or (E, N, C))."""
-    sw, sb = arch.weight_std, arch.bias_std
     xp = BACKEND.xp
     delta = resid[..., None] if resid.ndim == 2 else resid  # (E, N, C): delta^r_{L+1}
     for l in range(arch.depth, -1, -1):
         w = params.weights[l]
-        scale = sw / math.sqrt(w.shape[2])
-        grad_b = sb * xp.sum(delta, axis=1)
+        scale = arch.weight_scale(w.shape[2])
+        grad_b = arch.bias_scale * xp.sum(delta, axis=1)
         if l > 0:  # propagate with the old weights before they change
             nxt = ops.scaled_derivative(delta @ w, hs[l - 1], derivative, scale)
         ops.gemm_update(w, xp.ascontiguousarray(zs[l]), xp.ascontiguousarray(delta), -lr * scale)

@@ -121,7 +121,7 @@ def library() -> ctypes.CDLL | None:
         fn = getattr(lib, f"gk_cpu_sgl_step_{suffix}")
         fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
                        ctypes.c_void_p, ctypes.c_void_p, ptr, ptr, ctypes.c_double,
-                       ctypes.c_double, ctypes.c_double, _D, _D, ctypes.c_void_p, ptr]
+                       _D, ctypes.c_double, _D, _D, ctypes.c_void_p, ptr]
         fn.restype = ctypes.c_int
     for suffix, ptr in (("f64", _D), ("f32", _F)):
         fn = getattr(lib, f"gk_cpu_hadamard_{suffix}")
@@ -212,13 +212,14 @@ def can_step(sigma: ScalarFunction, derivative: ScalarFunction, weights, biases,
             and _plain(*weights, *biases, x, y))
 
 
-def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: float,
-             bias_std: float, weights, biases, x: np.ndarray, y: np.ndarray, lr: float
+def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, scales: list[float],
+             bias_scale: float, weights, biases, x: np.ndarray, y: np.ndarray, lr: float
              ) -> np.ndarray:
     """One SGL step of every network in place (weights (E, n_out, n_in), biases
-    (E, n_out)); returns the outputs f before it, y's shape with the ensemble in front
-    ((E, N) or (E, N, C)). Networks run in parallel, each whole (forward, backward,
-    update) with single-threaded BLAS."""
+    (E, n_out); layer l's effective weights scales[l] W, biases bias_scale b); returns
+    the outputs f before it, y's shape with the ensemble in front ((E, N) or (E, N, C)).
+    Networks run in parallel, each whole (forward, backward, update) with
+    single-threaded BLAS."""
     lib = library()
     dt = x.dtype
     e, n = weights[0].shape[0], x.shape[0]
@@ -230,9 +231,10 @@ def sgl_step(sigma: ScalarFunction, derivative: ScalarFunction, weight_std: floa
                       else (_D, lib.gk_cpu_sgl_step_f64, "dgemm"))
     sig = np.asarray(sigma.descriptor(), dtype=np.float64)
     der = np.asarray(derivative.descriptor(), dtype=np.float64)
+    layer_scales = np.asarray(scales, dtype=np.float64)
     ok = fn(e, n, len(weights) - 1, sizes.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
-            ws.ctypes.data, bs.ctypes.data, _ptr(x, kind), _ptr(y, kind), lr, weight_std,
-            bias_std, _ptr(sig, _D), _ptr(der, _D), _blas_gemm(gemm), _ptr(f, kind))
+            ws.ctypes.data, bs.ctypes.data, _ptr(x, kind), _ptr(y, kind), lr, _ptr(layer_scales, _D),
+            bias_scale, _ptr(sig, _D), _ptr(der, _D), _blas_gemm(gemm), _ptr(f, kind))
     if not ok:
         raise RuntimeError("the CPU SGL step met a function without a value kind")
     return f

@@ -574,7 +574,8 @@ using Gemm = void (*)(const char*, const char*, const int*, const int*, const in
 
 template <typename V>
 int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* const* bs,
-             const V* x, const V* y, double lr, double sw, double sb, const double* sigma_d,
+             const V* x, const V* y, double lr, const double* scales, double sb,
+             const double* sigma_d,
              const double* deriv_d, Gemm<V> gemm, V* f_out) {
   // Activations are kept feature-major (n_l x N, "transposed"): every GEMM is then of the
   // weight matrix as stored, the fastest BLAS case for N of a few dozen rows.
@@ -604,7 +605,7 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
         const V* b = bs[l] + (int64_t)e * out;
         const V* zin = l == 0 ? xt.data() : z[l].data();
         V* hl = h[l].data();
-        const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
+        const V scale = static_cast<V>(scales[l]);
         gemm("N", "N", &n, &out, &in, &one, zin, &n, w, &in, &zero, hl, &n);
         const V sbv = static_cast<V>(sb);
         for (int o = 0; o < out; ++o) {
@@ -629,7 +630,7 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
         V* w = ws[l] + (int64_t)e * out * in;
         V* b = bs[l] + (int64_t)e * out;
         const V* zin = l == 0 ? xt.data() : z[l].data();
-        const V scale = static_cast<V>(sw / std::sqrt(static_cast<double>(in)));
+        const V scale = static_cast<V>(scales[l]);
         if (l > 0) {  // next^T = W^T delta^T, with the old weights, before they change
           gemm("N", "T", &n, &in, &out, &one, d, &n, w, &in, &zero, pre.data(), &n);
           good = apply(deriv, (int64_t)n * in, h[l - 1].data(), pre.data(), scale,
@@ -734,17 +735,17 @@ int gk_cpu_map_f32(const double* fn, int64_t n, const float* h, const float* pre
 // derivative has no value kind.
 int gk_cpu_sgl_step_f64(int n_nets, int n, int depth, const int* sizes, double* const* ws,
                         double* const* bs, const double* x, const double* y, double lr,
-                        double sw, double sb, const double* sigma, const double* deriv,
-                        void* gemm, double* f_out) {
-  return sgl_step<double>(n_nets, n, depth, sizes, ws, bs, x, y, lr, sw, sb, sigma, deriv,
+                        const double* scales, double sb, const double* sigma,
+                        const double* deriv, void* gemm, double* f_out) {
+  return sgl_step<double>(n_nets, n, depth, sizes, ws, bs, x, y, lr, scales, sb, sigma, deriv,
                           reinterpret_cast<Gemm<double>>(gemm), f_out);
 }
 
 int gk_cpu_sgl_step_f32(int n_nets, int n, int depth, const int* sizes, float* const* ws,
                         float* const* bs, const float* x, const float* y, double lr,
-                        double sw, double sb, const double* sigma, const double* deriv,
-                        void* gemm, float* f_out) {
-  return sgl_step<float>(n_nets, n, depth, sizes, ws, bs, x, y, lr, sw, sb, sigma, deriv,
+                        const double* scales, double sb, const double* sigma,
+                        const double* deriv, void* gemm, float* f_out) {
+  return sgl_step<float>(n_nets, n, depth, sizes, ws, bs, x, y, lr, scales, sb, sigma, deriv,
                          reinterpret_cast<Gemm<float>>(gemm), f_out);
 }
 

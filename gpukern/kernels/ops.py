@@ -212,7 +212,8 @@ def compiled_sgl_step(arch, params, x: Array, y: Array, lr: float,
     if not cpu_fused.can_step(arch.sigma, derivative, params.weights, params.biases, x, y):
         return None
     with single_threaded_blas():
-        return cpu_fused.sgl_step(arch.sigma, derivative, arch.weight_std, arch.bias_std,
+        scales = [arch.weight_scale(w.shape[2]) for w in params.weights]
+        return cpu_fused.sgl_step(arch.sigma, derivative, scales, arch.bias_scale,
                                   params.weights, params.biases, x, y, lr)
 
 
