@@ -130,7 +130,7 @@ def inputs(name: str, x: Any, n_features: int | None = None) -> Any:
     if x is None:
         raise TypeError(f"{name} must be an array of shape (N, n_features), got None")
     try:
-        arr = BACKEND.xp.asarray(x)
+        arr = backend_array(x)
     except Exception as exc:
         raise TypeError(f"{name} must be an array of shape (N, n_features): {exc}") from exc
     if arr.dtype.kind not in "biuf":
@@ -154,10 +154,26 @@ def inputs(name: str, x: Any, n_features: int | None = None) -> Any:
     return arr
 
 
+def backend_array(x: Any) -> Any:
+    """``x`` as an array of the backend: a tensor of another library (PyTorch, JAX, ...)
+    through DLPack without a copy where the devices agree, anything else by asarray."""
+    xp = BACKEND.xp
+    if hasattr(x, "__dlpack__") and not isinstance(x, xp.ndarray):
+        if callable(getattr(x, "detach", None)):  # a torch tensor that requires grad
+            x = x.detach()
+        try:
+            return xp.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError):
+            pass  # e.g. another device than the backend's: copied below
+        if callable(getattr(x, "cpu", None)):
+            x = x.cpu()
+    return xp.asarray(x)
+
+
 def targets(name: str, y: Any, n: int, n_out: int | None = None) -> Any:
     """``y`` as float64 on the backend: (n,) for one output ((n, 1) accepted), (n, C) for
     C > 1; ``n_out`` (the networks' outputs), when given, must match."""
-    arr = BACKEND.xp.asarray(y)
+    arr = backend_array(y)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] == 1:

@@ -644,6 +644,8 @@ def scaled(fn: ScalarFunction, factor: float) -> ScalarFunction:
         return fn
     if isinstance(fn, GaussianBump):
         return replace(fn, weight=fn.weight * factor)
+    if isinstance(fn, Constant):
+        return replace(fn, value=fn.value * factor)
     if hasattr(fn, "scale"):
         return replace(fn, scale=fn.scale * factor)
     raise TypeError(f"{fn!r} has no amplitude to scale")

@@ -11,6 +11,7 @@ its jumps, weighted by half the jump height (sign: as given; step: half of it):
 ``atan(alpha)``        alpha / (1 + (pi alpha v / 2)^2)
 ``boxcar(width)``      1/width for |v| < width, else 0
 ``triangle(width)``    (2/width) max(0, 1 - |v|/width)
+``straight_through()`` 1 (the straight-through estimator; its area is not 2)
 ``custom(fn)``         any vectorised function
 =====================  =============================================
 
@@ -49,10 +50,11 @@ from typing import Any, ClassVar
 
 from . import _checks
 from ._backend import BACKEND
-from .functions import Custom, Feature, GaussianBump, ScalarFunction, ramp_avg
+from .functions import Constant, Custom, Feature, GaussianBump, ScalarFunction, ramp_avg
 from .registry import Kind
 
-__all__ = ["erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle", "custom", "BUILTIN"]
+__all__ = ["erf", "sigmoid", "fast_sigmoid", "atan", "boxcar", "triangle", "straight_through",
+           "custom", "BUILTIN"]
 
 Array = Any
 _SQRT_PI = math.sqrt(math.pi)
@@ -308,6 +310,13 @@ def boxcar(width: float = 1.0, scale: float = 1.0) -> ScalarFunction:
 def triangle(width: float = 1.0, scale: float = 1.0) -> ScalarFunction:
     """scale * (2/width) max(0, 1 - |v|/width)."""
     return Triangle(_checks.positive("width", width), _scale(scale))
+
+
+def straight_through(scale: float = 1.0) -> ScalarFunction:
+    """The straight-through estimator: the constant ``scale`` (sign's surrogate derivative
+    1 x scale, a step's half of it: snnTorch's ``straight_through_estimator()`` with
+    ``step(theta)`` is ``straight_through(scale=2)``)."""
+    return Constant(_scale(scale), name=f"straight_through(scale={scale:g})")
 
 
 def custom(
