@@ -158,7 +158,7 @@ def backend_array(x: Any) -> Any:
     """``x`` as an array of the backend: a tensor of another library (PyTorch, JAX, ...)
     through DLPack without a copy where the devices agree, anything else by asarray."""
     xp = BACKEND.xp
-    if hasattr(x, "__dlpack__") and not isinstance(x, xp.ndarray):
+    if hasattr(x, "__dlpack__") and not isinstance(x, np.ndarray | xp.ndarray):
         if callable(getattr(x, "detach", None)):  # a torch tensor that requires grad
             x = x.detach()
         try:

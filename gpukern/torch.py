@@ -136,16 +136,16 @@ def _match_surrogate(values: np.ndarray, height: float, what: str) -> ScalarFunc
 
 
 def _probe_backward(fn: Callable[[Any], Any], at: float) -> np.ndarray:
-    v = torch.tensor(at + PROBE_OFFSETS, dtype=torch.float64, requires_grad=True)
-    out = fn(v)
-    (grad,) = torch.autograd.grad(out.to(torch.float64).sum(), v)
-    return grad.detach().cpu().numpy().astype(np.float64)
+    """d fn / dv at ``at`` + PROBE_OFFSETS (a column of points: any elementwise module)."""
+    v = torch.tensor(at + PROBE_OFFSETS, dtype=torch.float64).reshape(-1, 1).requires_grad_()
+    (grad,) = torch.autograd.grad(fn(v).to(torch.float64).sum(), v)
+    return grad.detach().cpu().numpy().astype(np.float64).reshape(-1)
 
 
 def _forward_values(fn: Callable[[Any], Any], v: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        out = fn(torch.tensor(v, dtype=torch.float64))
-    return out.to(torch.float64).cpu().numpy()
+        out = fn(torch.tensor(v, dtype=torch.float64).reshape(-1, 1))
+    return out.to(torch.float64).cpu().numpy().reshape(-1)
 
 
 def _jump(fn: Callable[[Any], Any], what: str) -> tuple[float, float, float]:
