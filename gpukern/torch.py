@@ -66,11 +66,9 @@ class Family:
     name: str
     shape: Callable[[np.ndarray], np.ndarray]
     invert: Callable[[float], float]
-    """p from the ratio r = s(u1)/c at u1 = 1 (unit probe) — shape(p) = r."""
+    """p |u| from the ratio r = s(u)/c = shape(p |u|) (NaN where no p gives r)."""
     to_gk: Callable[[float, float, float], ScalarFunction]
     """(c, p, a) -> the gpukern surrogate."""
-    snntorch: str
-    """The snnTorch constructor it is (with c the snnTorch amplitude), for the table."""
 
 
 def _ratio_root(f: Callable[[float], float]) -> Callable[[float], float]:
@@ -80,26 +78,25 @@ def _ratio_root(f: Callable[[float], float]) -> Callable[[float], float]:
 FAMILIES: tuple[Family, ...] = (
     Family("fast_sigmoid", lambda pu: 1.0 / (1.0 + np.abs(pu)) ** 2,
            _ratio_root(lambda r: 1.0 / math.sqrt(r) - 1.0),
-           lambda c, p, a: surrogates.fast_sigmoid(beta=p, scale=2.0 * c / (a * p)),
-           "surrogate.fast_sigmoid(slope=k): 1/(1 + k|u|)^2"),
+           lambda c, p, a: surrogates.fast_sigmoid(beta=p, scale=2.0 * c / (a * p))),
     Family("atan", lambda pu: 1.0 / (1.0 + (0.5 * math.pi * pu) ** 2),
            _ratio_root(lambda r: 2.0 / math.pi * math.sqrt(1.0 / r - 1.0)),
-           lambda c, p, a: surrogates.atan(alpha=p, scale=2.0 * c / (a * p)),
-           "surrogate.atan(alpha=a): (a/2)/(1 + (pi a u/2)^2)"),
+           lambda c, p, a: surrogates.atan(alpha=p, scale=2.0 * c / (a * p))),
     Family("sigmoid", lambda pu: 1.0 / np.cosh(0.5 * pu) ** 2,
            _ratio_root(lambda r: 2.0 * math.acosh(1.0 / math.sqrt(r))),
-           lambda c, p, a: surrogates.sigmoid(beta=p, scale=4.0 * c / (a * p)),
-           "surrogate.sigmoid(slope=k): k e^{-ku}/(1 + e^{-ku})^2"),
+           lambda c, p, a: surrogates.sigmoid(beta=p, scale=4.0 * c / (a * p))),
     Family("erf", lambda pu: np.exp(-pu * pu),
            _ratio_root(lambda r: math.sqrt(-math.log(r))),
-           lambda c, p, a: surrogates.erf(k=p, scale=math.sqrt(math.pi) * c / (a * p)),
-           "(SpikingJelly surrogate.Erf(alpha=a): (a/sqrt(pi)) e^{-a^2 u^2})"),
-    Family("straight_through", lambda pu: np.ones_like(pu), lambda r: 1.0 if r == 1.0 else math.nan,
-           lambda c, p, a: surrogates.straight_through(scale=2.0 * c / a),
-           "surrogate.straight_through_estimator(): 1"),
+           lambda c, p, a: surrogates.erf(k=p, scale=math.sqrt(math.pi) * c / (a * p))),
+    Family("straight_through", lambda pu: np.ones_like(pu),
+           lambda r: 1.0 if r == 1.0 else math.nan,
+           lambda c, p, a: surrogates.straight_through(scale=2.0 * c / a)),
 )
-"""The surrogate shapes :func:`from_torch` recognises (plus snnTorch's ``triangular``,
-whose backward is +t below the threshold and -t above: a step of the sign of -u)."""
+"""The surrogate shapes :func:`from_torch` recognises: snnTorch's fast_sigmoid (1/(1 +
+k|u|)^2), atan ((a/2)/(1 + (pi a u/2)^2)), sigmoid (k e^{-ku}/(1 + e^{-ku})^2) and
+straight-through estimator (1), an erf bump (SpikingJelly's Erf), each at any amplitude;
+besides them snnTorch's ``triangular``, whose backward is +t below the threshold and -t
+from it on."""
 
 
 # ------------------------------------------------------------------------ probing
@@ -119,8 +116,8 @@ def _match_surrogate(values: np.ndarray, height: float, what: str) -> ScalarFunc
                                  width=1.0, kinks=(0.0,),
                                  name=f"snntorch_triangular(threshold={_round(t):g})")
     if c > 0.0 and np.all(np.isfinite(values)):
+        k = int(np.flatnonzero(np.isclose(np.abs(u), 0.3))[0])  # fit at |u| = 0.3
         for fam in FAMILIES:
-            k = int(np.flatnonzero(np.isclose(np.abs(u), 0.3))[0])  # fit at |u| = 0.3
             p = fam.invert(float(values[k]) / c)
             p = 1.0 if fam.name == "straight_through" else _round(p / abs(u[k]))
             if not np.isfinite(p) or p <= 0.0:
@@ -131,8 +128,9 @@ def _match_surrogate(values: np.ndarray, height: float, what: str) -> ScalarFunc
                 return fam.to_gk(c_r, p, height)
     names = ", ".join(f.name for f in FAMILIES)
     raise ValueError(f"cannot translate the surrogate gradient of {what}: its backward "
-                     f"matches none of {names}, snnTorch's triangular (values at the "
-                     f"threshold + {list(PROBE_OFFSETS)}: {list(values)})")
+                     f"matches none of {names}, snnTorch's triangular (its values at the "
+                     f"threshold + {np.array2string(u, precision=3)}: "
+                     f"{np.array2string(values, precision=4)})")
 
 
 def _probe_backward(fn: Callable[[Any], Any], at: float) -> np.ndarray:

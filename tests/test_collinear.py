@@ -88,8 +88,9 @@ def reference(net: gk.MLP, x: np.ndarray, left: str, right: str):
     rows = [[Fraction(v) for v in row] for row in x]
     n0 = x.shape[1]
 
-    def exact(a, b):
-        return mp.mpf(sw2 * sum(u * v for u, v in zip(a, b)) / n0 + sb2)
+    def exact(a, b):  # the exact rational, then rounded once (mpmath 1.3 takes no Fraction)
+        r = sw2 * sum(u * v for u, v in zip(a, b)) / n0 + sb2
+        return mp.mpf(r.numerator) / r.denominator
 
     n = len(rows)
     nngp = mp.matrix(n, n)
