@@ -2,7 +2,8 @@
 // registers (cuda/gpukern/recursion.cuh). Inputs: the tile's Gram <x_i, x_j>/n0 (from
 // cuBLAS), the per-layer diagonals q_l (depth x n, computed once), row ids (equal ids =
 // identical inputs), the raw inputs (for the exact layer-1 determinant when n0 <= 8) and
-// the function descriptors, one after the other: sigma, then left/right per pair (each
+// each layer's own kernel term (own: alpha_l, beta_l for l = 0..depth) and the function
+// descriptors, one after the other: sigma, then left/right per pair (each
 // {n, then kind, a, b, c, shift per term}).
 // Instantiated for double (CuPy RawModule name_expressions; the recursion runs in float64).
 #include "gpukern/recursion.cuh"
@@ -14,6 +15,7 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
                                 const long long* __restrict__ id1,
                                 const long long* __restrict__ id2, const T* __restrict__ x1,
                                 const T* __restrict__ x2, int depth, T sw2, T sb2,
+                                const double* __restrict__ own,
                                 const double* __restrict__ fns, int npairs,
                                 T* __restrict__ nngp, T* __restrict__ kout,
                                 int* __restrict__ status) {
@@ -31,7 +33,7 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
   }
   T k[gk::kMaxPairs];
   T s;
-  const bool ok = gk::recursion_entry<T>(depth, sw2, sb2, sigma, npairs, lefts, rights, gram[idx],
+  const bool ok = gk::recursion_entry<T>(depth, sw2, sb2, own, sigma, npairs, lefts, rights, gram[idx],
                                          q1 + i, n1, q2 + j, n2, id1[i] == id2[j],
                                          x1 + (long long)i * n0, x2 + (long long)j * n0, n0, &s, k);
   nngp[idx] = s;
@@ -43,6 +45,7 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
 template __global__ void fused_recursion<double>(int, int, int, const double*, const double*,
                                                  const double*, const long long*,
                                                  const long long*, const double*, const double*,
-                                                 int, double, double, const double*, int,
+                                                 int, double, double, const double*,
+                                                 const double*, int,
                                                  double*, double*, int*);
 #endif

@@ -185,9 +185,10 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
     xp = BACKEND.xp
     same = ida[:, None] == idb[None, :]
     sw2, sb2 = arch.weight_std**2, arch.bias_std**2
-    n0 = xa.shape[1]
+    own = arch.own_terms(xa.shape[1])
     sig = sw2 * gram + sb2
-    term = arch.ntk_term(0, n0, gram, sig)
+    alpha, beta = own[0]
+    term = alpha * gram + beta  # Sigma_1 itself in the NTK parameterization
     ks = [term for _ in pairs]
     carried = None
     for l in range(arch.depth):
@@ -202,7 +203,8 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
         q, qp = xp.broadcast_to(q, c.shape), xp.broadcast_to(qp, c.shape)
         avg = expect_pair(arch.sigma, arch.sigma, q, qp, c, det, arch.order)
         sig = sw2 * avg + sb2
-        term = arch.ntk_term(l + 1, n0, avg, sig)
+        alpha, beta = own[l + 1]
+        term = alpha * avg + beta
         ks = [
             term + sw2 * _mul0(expect_pair(p.left, p.right, q, qp, c, det, arch.order), k)
             for p, k in zip(pairs, ks)

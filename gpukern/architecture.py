@@ -25,7 +25,7 @@ class Architecture:
       ``nn.Linear``): the same functions, gradients taken with respect to W, b themselves.
 
     ``widths`` (n_1..n_L) are needed by the analytic NTK-type kernels of the standard
-    parameterization only (:meth:`ntk_term`).
+    parameterization only (:meth:`own_terms`).
     """
 
     depth: int
@@ -67,18 +67,18 @@ class Architecture:
             return self.weight_std / math.sqrt(fan_in), self.bias_std
         return 1.0, 1.0
 
-    def ntk_term(self, layer: int, n0: int, avg, sigma_next):
-        """Layer ``layer``'s own term of the NTK recursion Theta_{l+1} = term +
-        Sigma_dot_{l+1} Theta_l, from avg = E[z_l z_l'] (layer 0: <x, x'>/n0) and
-        Sigma_{l+1} = sw^2 avg + sb^2 (``sigma_next``):
+    def own_terms(self, n0: int) -> tuple[tuple[float, float], ...]:
+        """Each layer's own term of the NTK-type recursion, as coefficients (alpha_l, beta_l)
+        of E_l = E[z_l z_l'] (E_0 = <x, x'>/n0, the input dimension n0):
 
-        * ntk: Sigma_{l+1} (the gradients of sw/sqrt(n) W and sb b);
-        * standard: n_l avg + 1 (n_0: the input dimension), the Gram of the layer's inputs
-          plus the bias's 1, as neural-tangents' ``Dense(parameterization="standard")``
-          with its widths. It grows linearly in the widths (an infinitely wide standard
-          network has no finite NTK); Theta / n converges as all widths grow in proportion.
+            K_1 = alpha_0 E_0 + beta_0,   K_{l+1} = alpha_l E_l + beta_l + sw^2 E[a b] K_l
+
+        * ntk: (sw^2, sb^2), i.e. Sigma_{l+1} (the gradients of sw/sqrt(n) W and sb b);
+        * standard: (n_l, 1), the Gram of the layer's inputs plus the bias's 1, as
+          neural-tangents' ``Dense(parameterization="standard")`` with its widths. It grows
+          linearly in the widths (an infinitely wide standard network has no finite NTK);
+          K / n converges as all widths grow in proportion.
         """
         if not self.standard:
-            return sigma_next
-        n = n0 if layer == 0 else self.widths[layer - 1]
-        return n * avg + 1.0
+            return ((self.sw2, self.sb2),) * (self.depth + 1)
+        return tuple((float(n), 1.0) for n in (n0,) + tuple(self.widths))

@@ -106,8 +106,6 @@ class Plan:
 def plan(arch: Architecture, pairs: list[Pair], want_nngp: bool = True) -> Plan:
     """The plan of a request: its executor, picked once."""
     sides = [(p.left, p.right) for p in pairs]
-    if arch.standard and pairs:  # the fused kernels carry the NTK parameterization's terms
-        return Plan(arch, tuple(pairs), want_nngp, "array")
     return Plan(arch, tuple(pairs), want_nngp, ops.analytic_executor(arch.sigma, sides))
 
 
@@ -181,8 +179,8 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
     q2 = [q[cols] for q in inputs.q2]
     ida, idb = inputs.ids1[rows], inputs.ids2[cols]
     nngp, outs, tabled = cpu_fused.recursion(
-        arch.depth, arch.sw2, arch.sb2, arch.sigma, plan.sides, xa, xb, np.stack(q1),
-        np.stack(q2), ida, idb, mirror, dtype, want_nngp, arch.order)
+        arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]), arch.sigma, plan.sides,
+        xa, xb, np.stack(q1), np.stack(q2), ida, idb, mirror, dtype, want_nngp, arch.order)
     if tabled:
         _redo_off_table(plan, (xa, xb, q1, q2, ida, idb), mirror, nngp, outs)
     return nngp, outs
@@ -213,8 +211,9 @@ def _cupy_tile(plan: Plan, xa, xb, gram, q1, q2, ida, idb, status=None
 
     xp = BACKEND.xp
     arch = plan.arch
-    return cupy_fused.tile(arch.depth, arch.sw2, arch.sb2, arch.sigma, plan.sides, xa, xb,
-                           gram, xp.stack(q1), xp.stack(q2), ida, idb, status)
+    return cupy_fused.tile(arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]),
+                           arch.sigma, plan.sides, xa, xb, gram, xp.stack(q1), xp.stack(q2),
+                           ida, idb, status)
 
 
 def _warn_inf(outs: list[Array]) -> None:

@@ -75,7 +75,7 @@ def host_lib(tmp_path_factory):
                                 ctypes.c_int64]
     lib.gk_next_det.restype = ctypes.c_int
     lib.gk_recursion.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _I64, _I64,
-                                 _D, _D, ctypes.c_int, ctypes.c_double, ctypes.c_double, _D,
+                                 _D, _D, ctypes.c_int, ctypes.c_double, ctypes.c_double, _D, _D,
                                  ctypes.c_int, _D, _D]
     lib.gk_recursion.restype = ctypes.c_int
     lib.gk_mean_avg.argtypes = [_D, _D, _D, _D, ctypes.c_int64]

@@ -71,8 +71,8 @@ int gk_next_det(const double* fn, double sw2, double sb2, const double* q, const
 // The fused recursion over a whole (n1, n2) block, as the GPU kernel does it.
 int gk_recursion(int n1, int n2, int n0, const double* gram, const double* q1, const double* q2,
                  const int64_t* id1, const int64_t* id2, const double* x1, const double* x2,
-                 int depth, double sw2, double sb2, const double* fns, int npairs, double* nngp,
-                 double* kout) {
+                 int depth, double sw2, double sb2, const double* own, const double* fns,
+                 int npairs, double* nngp, double* kout) {
   const gk::Terms sigma = gk::terms_at(fns);
   gk::Terms lefts[gk::kMaxPairs], rights[gk::kMaxPairs];
   const double* at = fns + gk::descriptor_size(fns);
@@ -87,7 +87,7 @@ int gk_recursion(int n1, int n2, int n0, const double* gram, const double* q1, c
     for (int j = 0; j < n2; ++j) {
       const int64_t idx = (int64_t)i * n2 + j;
       double k[gk::kMaxPairs];
-      all = gk::recursion_entry<double>(depth, sw2, sb2, sigma, npairs, lefts, rights, gram[idx],
+      all = gk::recursion_entry<double>(depth, sw2, sb2, own, sigma, npairs, lefts, rights, gram[idx],
                                         q1 + i, n1, q2 + j, n2, id1[i] == id2[j],
                                         x1 + (int64_t)i * n0, x2 + (int64_t)j * n0, n0,
                                         &nngp[idx], k) && all;

@@ -57,7 +57,8 @@ def _host_recursion(lib, net, pairs, x1, x2):
                           cptr(ids1.astype(np.int64), ctypes.c_int64),
                           cptr(ids2.astype(np.int64), ctypes.c_int64),
                           cptr(np.ascontiguousarray(x1)), cptr(np.ascontiguousarray(x2)), arch.depth,
-                          arch.sw2, arch.sb2, cptr(fns), len(pairs), cptr(nngp), cptr(kout))
+                          arch.sw2, arch.sb2, cptr(np.asarray(arch.own_terms(x1.shape[1]))),
+                          cptr(fns), len(pairs), cptr(nngp), cptr(kout))
     assert ok
     return nngp, kout
 
@@ -65,12 +66,14 @@ def _host_recursion(lib, net, pairs, x1, x2):
 @pytest.mark.usefixtures("executor")  # the reference on every executor
 @pytest.mark.parametrize("act", ["erf(3)", "sign", "step", "relu", "linear"])
 @pytest.mark.parametrize("surrogate", CLOSED_SURROGATES, ids=lambda f: type(f).__name__)
-@pytest.mark.parametrize("depth, bias, n0", [(1, 0.0, 2), (3, 0.2, 2), (2, 0.1, 12)])
-def test_fused_recursion_agrees(host_lib, act, surrogate, depth, bias, n0):
+@pytest.mark.parametrize("depth, bias, n0, param", [(1, 0.0, 2, "ntk"), (3, 0.2, 2, "ntk"),
+                                                    (2, 0.1, 12, "ntk"), (3, 0.2, 2, "standard")])
+def test_fused_recursion_agrees(host_lib, act, surrogate, depth, bias, n0, param):
     activation = {"erf(3)": gk.activations.erf(3.0), "sign": gk.activations.sign(),
                   "step": gk.activations.step(), "relu": gk.activations.relu(),
                   "linear": gk.activations.linear()}[act]
-    net = gk.MLP(depth, activation, surrogate, weight_std=1.3, bias_std=bias)
+    net = gk.MLP(depth, activation, surrogate, weight_std=1.3, bias_std=bias,
+                 parameterization=param, widths=(40, 7, 300)[:depth] if param == "standard" else None)
     rng = np.random.default_rng(depth)
     x1 = rng.normal(size=(7, n0))
     x1[0] = 0.0  # the degenerate point

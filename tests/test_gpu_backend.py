@@ -69,6 +69,8 @@ SCRIPT = textwrap.dedent("""
         "step1_erf": gk.MLP(2, gk.activations.step(1.0), gk.surrogates.erf(2.0), bias_std=0.3),
         "quant_tri": gk.MLP(2, gk.activations.uniform_quantizer(2), gk.surrogates.triangle(0.6),
                             bias_std=0.2),
+        "standard": gk.MLP(2, gk.activations.sign(), gk.surrogates.erf(1.0), bias_std=0.2,
+                           parameterization="standard", widths=(64, 32)),
     }
     if sys.argv[2] == "cupy":  # the fused RawModule and the Numba kernels, not array code
         from gpukern import planner
@@ -110,6 +112,11 @@ SCRIPT = textwrap.dedent("""
     out["quant_emp"] = host(qnet.empirical_kernel(pq, x[:8], left="surrogate"))
     resq = gk.train(qnet, pq, x, np.sin(x[:, 0]), lr=0.05, steps=5, record_every=5)
     out["quant_loss"], out["quant_out"] = resq.loss, resq.outputs
+    snet = nets["standard"]  # the standard parameterization: its init, kernel and SGL step
+    ps = snet.init(3, ensemble=2, seed=3)
+    out["std_emp"] = host(snet.empirical_kernel(ps, x[:8], left="surrogate"))
+    ress = gk.train(snet, ps, x, np.sin(x[:, 0]), lr=0.01, steps=5, record_every=5)
+    out["std_loss"], out["std_out"] = ress.loss, ress.outputs
     np.savez(sys.argv[1] + "/" + sys.argv[2] + ".npz", **out)
 """)
 

@@ -2,6 +2,9 @@
 // registers:
 //   Sigma_1 = sw2 <x, x'>/n0 + sb2,  Sigma_{l+1} = sw2 E[s(u) s(v)] + sb2,
 //   K_1 = Sigma_1,                   K_{l+1} = Sigma_{l+1} + sw2 E[a(u) b(v)] K_l  (0 * inf = 0)
+// in the NTK parameterization; in general each layer's own term is own[2l] E_l + own[2l+1]
+// with E_0 = <x, x'>/n0, E_l = E[s(u) s(v)] (standard parameterization: n_l E_l + 1;
+// gpukern/architecture.py, Architecture.own_terms)
 // with c = q exactly and det = 0 for coinciding inputs, the layer-1 determinant by
 // Lagrange's identity for n0 <= 8 (wider: q q' - c^2, recomputed from the inputs where it
 // is below kWideDetRecheck q q') and each next one from sigma's gaps (next_det), so
@@ -79,13 +82,14 @@ GK_HD T layer1_det_wide(const T* x, const T* y, int n0, T sw2, T sb2) {
 // terms: a quantizer's steps, deltas and surrogates). Returns false if a pair has no
 // closed form.
 template <typename T>
-GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Terms& sigma, int npairs,
-                           const Terms* lefts, const Terms* rights, T gram, const T* q1, int s1,
-                           const T* q2, int s2, bool same, const T* x, const T* y, int n0,
-                           T* nngp_out, T* k_out) {
+GK_HD bool recursion_entry(int depth, T sw2, T sb2, const double* own, const Terms& sigma,
+                           int npairs, const Terms* lefts, const Terms* rights, T gram,
+                           const T* q1, int s1, const T* q2, int s2, bool same, const T* x,
+                           const T* y, int n0, T* nngp_out, T* k_out) {
   T sig = sw2 * gram + sb2;
   T k[kMaxPairs];
-  for (int p = 0; p < npairs; ++p) k[p] = sig;
+  const T own0 = T(own[0]) * gram + T(own[1]);
+  for (int p = 0; p < npairs; ++p) k[p] = own0;
   bool ok = true, good = true, carried = false;
   T det_next = T(0);
   for (int l = 0; l < depth; ++l) {
@@ -103,12 +107,14 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const Terms& sigma, int npai
       det = det > T(0) ? det : T(0);
       if (l == 0 && det < T(kWideDetRecheck) * (q * qp)) det = layer1_det_wide(x, y, n0, sw2, sb2);
     }
-    const T next = sw2 * pair_terms(sigma, sigma, q, qp, c, det, ok) + sb2;
+    const T avg = pair_terms(sigma, sigma, q, qp, c, det, ok);
+    const T next = sw2 * avg + sb2;
+    const T own_l = T(own[2 * l + 2]) * avg + T(own[2 * l + 3]);
     good = good && ok;
     for (int p = 0; p < npairs; ++p) {
       const T d = pair_terms(lefts[p], rights[p], q, qp, c, det, ok);
       good = good && ok;
-      k[p] = next + sw2 * mul0(d, k[p]);
+      k[p] = own_l + sw2 * mul0(d, k[p]);
     }
     carried = false;  // thresholds and sums: q q' - c^2 (no gaps)
     if (l + 1 < depth && plain(sigma))

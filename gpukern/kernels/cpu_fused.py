@@ -108,8 +108,8 @@ def library() -> ctypes.CDLL | None:
         return None
     lib = ctypes.CDLL(str(path))
     head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _D, _I64, _I64, ctypes.c_int,
-            ctypes.c_double, ctypes.c_double, _D, ctypes.c_int, ctypes.c_int]
-    head = head[:13] + [_D, _I64] + head[13:]  # ..., fns, tables, offsets, npairs, upper
+            ctypes.c_double, ctypes.c_double, _D, _D, _D, _I64, ctypes.c_int, ctypes.c_int]
+    # ..., depth, sw2, sb2, own, fns, tables, offsets, npairs, upper
     lib.gk_cpu_recursion_f64.argtypes = head + [_D, _D]
     lib.gk_cpu_recursion_f32.argtypes = head + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
@@ -321,12 +321,14 @@ def _plan(sigma, pairs, q_max: float, order: int):
             bool(tables))
 
 
-def recursion(depth: int, sw2: float, sb2: float, sigma, pairs, x1: np.ndarray,
+def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,
               x2: np.ndarray, q1: np.ndarray, q2: np.ndarray, id1: np.ndarray, id2: np.ndarray,
               upper: bool, dtype: Any, want_nngp: bool = True, order: int = DEFAULT_ORDER
               ) -> tuple[np.ndarray | None, list[np.ndarray], bool]:
     """NNGP and kernels of x1 (n1, n0) against x2 (n2, n0) in one call.
 
+    ``own``: each layer's own term of the kernels, (alpha_l, beta_l) for l = 0..depth
+    (:meth:`gpukern.architecture.Architecture.own_terms`).
     q1 (depth, n1), q2 (depth, n2): the layer diagonals; id1, id2: row ids. ``upper``
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
     Outputs are written in ``dtype`` (float32 or float64), computed in float64. The last
@@ -344,10 +346,12 @@ def recursion(depth: int, sw2: float, sb2: float, sigma, pairs, x1: np.ndarray,
     fns, tables, offsets, tabled = _plan(sigma, pairs, float(max(q1.max(), q2.max())), order)
     id1 = np.ascontiguousarray(id1, dtype=np.int64)
     id2 = np.ascontiguousarray(id2, dtype=np.int64)
+    own = c64(own).reshape(depth + 1, 2)
     kind = _F if dt == np.float32 else _D
     fn = lib.gk_cpu_recursion_f32 if dt == np.float32 else lib.gk_cpu_recursion_f64
     ok = fn(n1, n2, x1.shape[1], _ptr(x1, _D), _ptr(x2, _D), _ptr(q1, _D), _ptr(q2, _D),
-            _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(fns, _D), _ptr(tables, _D),
+            _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(own, _D), _ptr(fns, _D),
+            _ptr(tables, _D),
             _ptr(offsets, _I64), len(pairs), int(upper),
             _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:

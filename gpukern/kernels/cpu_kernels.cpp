@@ -316,15 +316,15 @@ struct NextDetChunk {
 
 // Per-thread state: the chunk's buffers.
 struct Work {
-  Buf gram, sig, next, c, det, d, qp, same, shared, carry, tmp;
+  Buf gram, sig, next, own, c, det, d, qp, same, shared, carry, tmp;
   Buf k[gk::kMaxPairs];
 };
 
 template <typename Out>
 int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
-              double sb2, const double* fns, const double* tables, const int64_t* offsets,
-              int npairs, int upper, Out* nngp, Out* kout) {
+              double sb2, const double* own, const double* fns, const double* tables,
+              const int64_t* offsets, int npairs, int upper, Out* nngp, Out* kout) {
   // the descriptors one after the other: sigma, then left/right per pair
   const double* at = fns;
   int first_term = 0;
@@ -391,8 +391,12 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
         double* __restrict sig = w->sig.v;
 #pragma omp simd aligned(sig, g : kAlign)
         for (int j = 0; j < kChunk; ++j) sig[j] = sw2 * (g[j] * inv_n0) + sb2;
+        double* __restrict own_l = w->own.v;  // the layer's own kernel term (Sigma_1 in NTK)
+        const double alpha0 = own[0], beta0 = own[1];
+#pragma omp simd aligned(own_l, g : kAlign)
+        for (int j = 0; j < kChunk; ++j) own_l[j] = alpha0 * (g[j] * inv_n0) + beta0;
         for (int p = 0; p < npairs; ++p)
-          std::copy(sig, sig + kChunk, w->k[p].v);
+          std::copy(own_l, own_l + kChunk, w->k[p].v);
 
         bool carried = false;  // w->carry holds this layer's det (from the last one)
         for (int l = 0; l < depth; ++l) {
@@ -433,15 +437,19 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           } else {
             good = pair_chunk(sigma, sigma, q, qp, c, det, next, w->tmp.v) && good;
           }
-#pragma omp simd aligned(next : kAlign)
-          for (int j = 0; j < kChunk; ++j) next[j] = sw2 * next[j] + sb2;
+          const double alpha = own[2 * l + 2], beta = own[2 * l + 3];
+#pragma omp simd aligned(next, own_l : kAlign)
+          for (int j = 0; j < kChunk; ++j) {
+            own_l[j] = alpha * next[j] + beta;
+            next[j] = sw2 * next[j] + sb2;
+          }
           for (int p = 0; p < npairs; ++p) {
             double* __restrict dp = p == twin ? w->shared.v : d;
             if (p != twin)
               good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d, w->tmp.v) && good;
             double* __restrict kp = w->k[p].v;
-#pragma omp simd aligned(kp, dp, next : kAlign)
-            for (int j = 0; j < kChunk; ++j) kp[j] = next[j] + sw2 * gk::mul0(dp[j], kp[j]);
+#pragma omp simd aligned(kp, dp, own_l : kAlign)
+            for (int j = 0; j < kChunk; ++j) kp[j] = own_l[j] + sw2 * gk::mul0(dp[j], kp[j]);
           }
           carried = false;  // thresholds and sums: q q' - c^2 (no gaps)
           if (l + 1 < depth && plain(sigma)) {
@@ -669,10 +677,10 @@ void mirror(int n, Out* a) {
 template <typename Out>
 int run(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
         const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
-        double sb2, const double* fns, const double* tables, const int64_t* offsets,
-        int npairs, int upper, Out* nngp, Out* kout) {
-  const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns,
-                                tables, offsets, npairs, upper, nngp, kout);
+        double sb2, const double* own, const double* fns, const double* tables,
+        const int64_t* offsets, int npairs, int upper, Out* nngp, Out* kout) {
+  const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
+                                fns, tables, offsets, npairs, upper, nngp, kout);
   if (upper) {
     if (nngp) mirror(n1, nngp);
     for (int p = 0; p < npairs; ++p) mirror(n1, kout + (int64_t)p * n1 * n1);
@@ -686,7 +694,8 @@ extern "C" {
 
 // NNGP (nngp may be null) and npairs kernels (kout: npairs x n1 x n2) of x1 (n1, n0)
 // against x2 (n2, n0); q1 (depth, n1), q2 (depth, n2) the layer diagonals; id1, id2 row
-// ids (equal: identical inputs). fns: sigma's descriptor, then left/right per pair; a
+// ids (equal: identical inputs); own (depth + 1, 2): each layer's own kernel term
+// alpha_l E_l + beta_l (Architecture.own_terms). fns: sigma's descriptor, then left/right per pair; a
 // kTable term t reads its coefficients at tables + offsets[t]. upper != 0
 // (x2 is x1, all kernels symmetric): the upper triangle is computed and mirrored. Returns
 // 0 if a pair has no closed form; entries outside a table's panels are NaN.
@@ -695,20 +704,20 @@ extern "C" {
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,
-                         const double* fns, const double* tables,
+                         const double* own, const double* fns, const double* tables,
                          const int64_t* offsets, int npairs, int upper, double* nngp,
                          double* kout) {
-  return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, tables,
+  return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                      offsets, npairs, upper, nngp, kout);
 }
 
 int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,
-                         const double* fns, const double* tables,
+                         const double* own, const double* fns, const double* tables,
                          const int64_t* offsets, int npairs, int upper, float* nngp,
                          float* kout) {
-  return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, fns, tables,
+  return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                      offsets, npairs, upper, nngp, kout);
 }
 

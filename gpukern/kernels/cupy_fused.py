@@ -89,10 +89,11 @@ def check_status(status: Array) -> None:
         raise RuntimeError("fused_recursion met a pair without a closed form (supports() said yes)")
 
 
-def tile(depth: int, sw2: float, sb2: float, sigma: ScalarFunction, pairs, xa: Array, xb: Array,
-         gram: Array, q1: Array, q2: Array, ida: Array, idb: Array,
+def tile(depth: int, sw2: float, sb2: float, own, sigma: ScalarFunction, pairs, xa: Array,
+         xb: Array, gram: Array, q1: Array, q2: Array, ida: Array, idb: Array,
          status: Array | None = None) -> tuple[Array, list[Array]]:
-    """NNGP and kernels of one tile on the GPU. q1 (depth, n1), q2 (depth, n2). Inputs are
+    """NNGP and kernels of one tile on the GPU. ``own``: each layer's own kernel term
+    (alpha_l, beta_l), l = 0..depth. q1 (depth, n1), q2 (depth, n2). Inputs are
     made float64 (int64 ids) and contiguous. With ``status`` (:func:`new_status`) the
     caller checks it once for many tiles; without, it is checked here (a synchronization)."""
     import cupy
@@ -103,16 +104,17 @@ def tile(depth: int, sw2: float, sb2: float, sigma: ScalarFunction, pairs, xa: A
     if n1 * n2 == 0:
         return nngp, [kout[p] for p in range(len(pairs))]
     kern = _module(cupy.cuda.Device().id).get_function(KERNEL)
-    own = status is None
-    status = new_status() if own else status
+    check_here = status is None
+    status = new_status() if check_here else status
     f64 = functools.partial(cupy.ascontiguousarray, dtype=cupy.float64)
     i64 = functools.partial(cupy.ascontiguousarray, dtype=cupy.int64)
     blocks = (n1 * n2 + THREADS - 1) // THREADS
     args = (np.int32(n1), np.int32(n2), np.int32(xa.shape[1]), f64(gram), f64(q1), f64(q2),
             i64(ida), i64(idb), f64(xa), f64(xb), np.int32(depth), np.float64(sw2),
-            np.float64(sb2), cupy.asarray(descriptors(sigma, pairs)), np.int32(len(pairs)),
+            np.float64(sb2), cupy.asarray(np.asarray(own, dtype=np.float64).reshape(-1)),
+            cupy.asarray(descriptors(sigma, pairs)), np.int32(len(pairs)),
             nngp, kout, status)
     kern((blocks,), (THREADS,), args)
-    if own:
+    if check_here:
         check_status(status)
     return nngp, [kout[p] for p in range(len(pairs))]
