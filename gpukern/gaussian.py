@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from . import bivariate
+from . import bivariate, tables
 from ._backend import BACKEND
 from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
+from .kernels import ops
 from .registry import closed_avg, mean_avg, self_pair
 from .tables import has_mean_table, table_avg, table_mean_avg
 
@@ -444,15 +445,52 @@ def reduced_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
                 feats = _merge_feature(feats, xp.where(ci != 0, centre * qi / ci, 0.0)
                                        if centre != 0.0 else 0.0, scale)
 
-        def outer(u, rows):
-            mean = slope[rows][:, None] * u
-            var = xp.broadcast_to(s2[rows][:, None], u.shape)
-            inner = mean_gauss_avg(g, mean.reshape(-1), var.reshape(-1), order)
-            return f(u) * inner.reshape(u.shape)
-
-        out[idx] = gauss_quadrature(outer, xp.zeros_like(qi), xp.sqrt(qi), feats, order,
-                                    _REDUCED_STEP, _REDUCED_KMIN)
+        out[idx] = _outer_rule(f, g, qi, slope, s2, feats, order)
     return out.reshape(shape)
+
+
+def _outer_rule(f: ScalarFunction, g: ScalarFunction, q: Array, slope: Array, s2: Array,
+                feats: list, order: int) -> Array:
+    """E_u[f(u) A_g(slope u, s2)], u ~ N(0, q) (q > 0): on the compiled CPU path where f
+    has a value kind and A_g a 2-D table (:func:`gpukern.kernels.ops.reduced_pair`; the
+    entries it leaves NaN, a node off the table or in a cell not yet filled, and all
+    others here), with array code otherwise."""
+    xp = BACKEND.xp
+    compiled = None
+    table = None if g.shifted else tables.mean_table_of(g)
+    if table is not None:
+        n = q.shape[0]
+        feat_c = xp.stack([xp.broadcast_to(xp.asarray(c, dtype=xp.float64), (n,)) for c, _ in feats]
+                          ) if feats else xp.zeros((0, n))
+        feat_s = xp.stack([xp.broadcast_to(xp.asarray(w, dtype=xp.float64), (n,)) for _, w in feats]
+                          ) if feats else xp.zeros((0, n))
+        compiled = ops.reduced_pair(f, q, slope, s2, feat_c, feat_s, order,
+                                    (_REDUCED_STEP, _REDUCED_KMIN, _KMAX, _HALF_RANGE),
+                                    table[0], table[1], table[2], tables.GEOMETRY)
+    if compiled is None:
+        rows = slice(None)
+        out = None
+    else:
+        out = compiled
+        rows = xp.nonzero(xp.isnan(compiled))[0]
+        if rows.size == 0:
+            return out
+        q, slope, s2 = q[rows], slope[rows], s2[rows]
+        feats = [(c if np.ndim(c) == 0 else c[rows], w if np.ndim(w) == 0 else w[rows])
+                 for c, w in feats]
+
+    def outer(u, sub):
+        mean = slope[sub][:, None] * u
+        var = xp.broadcast_to(s2[sub][:, None], u.shape)
+        inner = mean_gauss_avg(g, mean.reshape(-1), var.reshape(-1), order)
+        return f(u) * inner.reshape(u.shape)
+
+    values = gauss_quadrature(outer, xp.zeros_like(q), xp.sqrt(q), feats, order,
+                              _REDUCED_STEP, _REDUCED_KMIN)
+    if out is None:
+        return values
+    out[rows] = values
+    return out
 
 
 def _noisy(fn: ScalarFunction, q: Array) -> Array:

@@ -163,6 +163,19 @@ def unit_form(g: ScalarFunction) -> tuple[Unit, float, float] | None:
     return None
 
 
+def mean_table_of(g: ScalarFunction) -> tuple[MeanTable, float, float] | None:
+    """(g's 2-D table, amp, rate), g(v) = amp h(rate v), or None without one."""
+    form = unit_form(g)
+    if form is None:
+        return None
+    unit, amp, rate = form
+    return _mean_table(unit), amp, rate
+
+
+GEOMETRY = (LAMBDA_RANGE[0], CELL, Z0, ZETA_MAX)
+"""(lambda_0, cell, Z0, zeta_max) of every 2-D table's lattice, for the compiled kernels."""
+
+
 def has_mean_table(g: ScalarFunction) -> bool:
     """True when E[g(m + s Z)] is read from a 2-D table (:func:`unit_form`)."""
     return unit_form(g) is not None

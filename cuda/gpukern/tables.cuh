@@ -31,4 +31,68 @@ GK_HD double cheb2d(const double* coef, int n, double x, double y) {
   return total;
 }
 
+// A 2-D table of G(mu, sigma) / P(sigma) = E[h(mu + sigma Z)] / P(sigma) of a unit function h
+// (gpukern/tables.py, MeanTable): cells of CELL x CELL in lambda = log sigma (from lam0, n_lam
+// rows) and zeta = z0 asinh(mu / (z0 sigma)) (n_cols columns, column j + offset for zeta cell
+// j; an even h has only zeta >= 0), each kMeanCheb^2 coefficients; filled[cell] says which
+// cells hold them. P = 1/sqrt(1 + sigma^2) for a positive h, else 1.
+struct MeanTableView {
+  const double* coef;
+  const unsigned char* filled;
+  int n_lam, n_cols, offset, even, positive;
+  double lam0, cell, z0, zeta_max;
+};
+
+// G(mu, sigma) along one row of a table: sigma fixed (one lambda row, its Chebyshev basis
+// in lambda and P(sigma) computed once), mu varying. The row's contraction with the lambda
+// basis is kept for the last cell read (a quadrature rule's nodes in increasing mu read
+// each cell several times in a row): a value then costs its zeta, the zeta basis and
+// kMeanCheb multiply-adds.
+struct MeanTableRow {
+  const MeanTableView* t;
+  double sigma, peak, tx[kMeanCheb], r[kMeanCheb];
+  long long row = -1, cached = -1;  // row: -1 when sigma is off the lattice or 0
+
+  GK_HD MeanTableRow(const MeanTableView& table, double s) : t(&table), sigma(s), peak(1.0) {
+    if (!(s > 0.0)) return;
+    const double lam = log(s);
+    if (!(lam >= table.lam0 && lam < table.lam0 + table.n_lam * table.cell)) return;
+    const double a = (lam - table.lam0) / table.cell, i = floor(a);
+    const double x = fmin(fmax(2.0 * (a - i) - 1.0, -1.0), 1.0);
+    tx[0] = 1.0;
+    tx[1] = x;
+    for (int k = 2; k < kMeanCheb; ++k) tx[k] = 2.0 * x * tx[k - 1] - tx[k - 2];
+    peak = table.positive ? 1.0 / sqrt(1.0 + s * s) : 1.0;
+    row = (long long)i;
+  }
+
+  // G(mu, sigma), or NaN off the lattice or in an unfilled cell
+  GK_HD double operator()(double mu) {
+    const double nan = 0.0 / 0.0;
+    if (row < 0) return nan;
+    double zeta = t->z0 * asinh(mu / (t->z0 * sigma));
+    if (t->even) zeta = fabs(zeta);
+    if (!(fabs(zeta) < t->zeta_max)) return nan;
+    const double b = zeta / t->cell, j = floor(b);
+    const long long flat = row * t->n_cols + ((long long)j + t->offset);
+    if (flat != cached) {
+      if (!t->filled[flat]) return nan;
+      const double* c = t->coef + flat * kMeanCheb * kMeanCheb;
+      for (int q = 0; q < kMeanCheb; ++q) r[q] = 0.0;
+      for (int p = 0; p < kMeanCheb; ++p)
+        for (int q = 0; q < kMeanCheb; ++q) r[q] += tx[p] * c[p * kMeanCheb + q];
+      cached = flat;
+    }
+    const double y = fmin(fmax(2.0 * (b - j) - 1.0, -1.0), 1.0);
+    double t0 = 1.0, t1 = y, total = r[0] + r[1] * y;
+    for (int q = 2; q < kMeanCheb; ++q) {
+      const double t2 = 2.0 * y * t1 - t0;
+      total += r[q] * t2;
+      t0 = t1;
+      t1 = t2;
+    }
+    return total * peak;
+  }
+};
+
 }  // namespace gk

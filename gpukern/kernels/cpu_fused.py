@@ -130,6 +130,11 @@ def library() -> ctypes.CDLL | None:
         fn.restype = None
     lib.gk_cpu_cheb2d.argtypes = [_D, ctypes.c_int, _I64, _D, _D, ctypes.c_int64, _D]
     lib.gk_cpu_cheb2d.restype = None
+    c_int, c_dbl = ctypes.c_int, ctypes.c_double
+    lib.gk_cpu_reduced_pair.argtypes = (
+        [ctypes.c_int64, _D, _D, _D, _D, c_int, _D, _D, _D, _D, c_int, c_dbl, c_int, c_int,
+         c_dbl, _D, ctypes.POINTER(ctypes.c_ubyte)] + [c_int] * 5 + [c_dbl] * 6 + [_D])
+    lib.gk_cpu_reduced_pair.restype = ctypes.c_int
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
 
@@ -143,6 +148,31 @@ def cheb2d(coef: np.ndarray, cell: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
     library().gk_cpu_cheb2d(coef.ctypes.data_as(_D), coef.shape[-1], cell.ctypes.data_as(_I64),
                             x.ctypes.data_as(_D), y.ctypes.data_as(_D), x.size,
                             out.ctypes.data_as(_D))
+    return out
+
+
+def reduced_pair(f_desc, q: np.ndarray, slope: np.ndarray, s2: np.ndarray,
+                 feat_c: np.ndarray, feat_s: np.ndarray, xi: np.ndarray, wi: np.ndarray,
+                 rule: tuple[float, int, int, float], table, amp: float, rate: float,
+                 geometry: tuple[float, float, float, float]) -> np.ndarray:
+    """The reduced pair's outer rule in the compiled kernels (gk_cpu_reduced_pair): NaN
+    for the entries a node of which is off ``table``'s lattice or in an unfilled cell.
+    ``rule``: (step, kmin, kmax, half_range) of the panels; ``geometry``: (lam0, cell, z0,
+    zeta_max) of the table; feat_c, feat_s (n_feat, m) the features per entry."""
+    c64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    q, slope, s2, feat_c, feat_s, xi, wi = map(c64, (q, slope, s2, feat_c, feat_s, xi, wi))
+    desc = c64(f_desc)
+    filled = table.filled.view(np.uint8)  # bool: one byte each
+    coef = c64(table.coef)
+    out = np.empty(q.shape, dtype=np.float64)
+    step, kmin, kmax, half_range = rule
+    lam0, cell, z0, zeta_max = geometry
+    library().gk_cpu_reduced_pair(
+        q.size, _ptr(q, _D), _ptr(slope, _D), _ptr(s2, _D), _ptr(desc, _D), feat_c.shape[0],
+        _ptr(feat_c, _D), _ptr(feat_s, _D), _ptr(xi, _D), _ptr(wi, _D), xi.size, step, kmin,
+        kmax, half_range, _ptr(coef, _D), filled.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)),
+        table.n_lam, table.n_cols, table.offset, int(table.unit.even), int(table.unit.positive),
+        lam0, cell, z0, zeta_max, amp, rate, _ptr(out, _D))
     return out
 
 

@@ -721,6 +721,73 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                      offsets, npairs, upper, nngp, kout);
 }
 
+// E[f(u) g(v)] of m entries by the reduced pair's outer rule (gpukern/gaussian.py,
+// reduced_pair and gauss_quadrature, entry by entry): u ~ N(0, q), v | u ~ N(slope u, s2),
+//   E = E_u[f(u) amp G_h(rate slope u, rate sqrt(s2))],
+// G_h from h's 2-D table (g = amp h(rate v)); Gauss-Legendre panels (order nodes xi, wi)
+// at every `step` sd over +-half_range sd and at the features' ladders centre +-
+// scale 2^k, k = kmin.., both given per entry (feat_c, feat_s: n_feat x m; a non-finite
+// one is no feature). NaN where a node falls off the table or into an unfilled cell:
+// the caller computes those entries on the array path. Returns 0 if f has no value kind.
+int gk_cpu_reduced_pair(int64_t m, const double* q, const double* slope, const double* s2,
+                        const double* f_desc, int n_feat, const double* feat_c,
+                        const double* feat_s, const double* xi, const double* wi, int order,
+                        double step, int kmin, int kmax, double half_range,
+                        const double* coef, const unsigned char* filled, int n_lam, int n_cols,
+                        int offset, int even, int positive, double lam0, double cell,
+                        double z0, double zeta_max, double amp, double rate, double* out) {
+  const gk::Terms f = gk::terms_at(f_desc);
+  const gk::MeanTableView table{coef, filled, n_lam, n_cols, offset, even, positive,
+                                lam0, cell, z0, zeta_max};
+  const double inv_sqrt_2pi = 0.3989422804014327;
+  const int n_grid = static_cast<int>(std::floor(2.0 * half_range / step + 1e-9)) + 1;
+#pragma omp parallel
+  {
+    std::vector<double> edges;
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t e = 0; e < m; ++e) {
+      const double sd = std::sqrt(q[e]), lo = -half_range * sd, hi = half_range * sd;
+      edges.clear();
+      for (int k = 0; k < n_grid; ++k) edges.push_back(sd * (-half_range + k * step));
+      for (int ft = 0; ft < n_feat; ++ft) {
+        double centre = feat_c[(int64_t)ft * m + e], scale = feat_s[(int64_t)ft * m + e];
+        const bool known = std::isfinite(centre) && std::isfinite(scale);
+        if (!known) centre = 0.0;  // the Gaussian's mean
+        edges.push_back(centre);
+        if (!(known && scale > 0.0)) continue;
+        const double reach = std::max(std::fabs(lo - centre), std::fabs(hi - centre));
+        const double ratio = std::max(reach / scale, 1e-300);
+        const int top = std::min(kmax, std::max(kmin, (int)std::ceil(std::log2(ratio)) + 1));
+        for (int k = kmin; k <= top; ++k) {
+          const double rung = scale * std::ldexp(1.0, k);
+          edges.push_back(centre + rung);
+          edges.push_back(centre - rung);
+        }
+      }
+      for (double& x : edges) x = std::min(std::max(x, lo), hi);
+      std::sort(edges.begin(), edges.end());
+      gk::MeanTableRow g_row(table, rate * std::sqrt(s2[e]));
+      const double sl = slope[e];
+      double acc = 0.0;
+      for (size_t p = 0; p + 1 < edges.size(); ++p) {
+        const double half = 0.5 * (edges[p + 1] - edges[p]);
+        const double mid = 0.5 * (edges[p] + edges[p + 1]);
+        double panel = 0.0;
+        for (int i = 0; i < order; ++i) {
+          const double u = mid + half * xi[i];
+          const double z = u / sd;
+          const double dens = std::exp(-0.5 * z * z) * (inv_sqrt_2pi / sd);
+          const double inner = amp * g_row(rate * (sl * u));
+          panel += (gk::value(f, u) * inner) * dens * (half * wi[i]);
+        }
+        acc += panel;
+      }
+      out[e] = acc;
+    }
+  }
+  return 1;
+}
+
 // out[i] = cheb2d(coef + cell[i] n^2, n, x[i], y[i]): the 2-D Gaussian-average tables.
 void gk_cpu_cheb2d(const double* coef, int n, const int64_t* cell, const double* x,
                    const double* y, int64_t p, double* out) {

@@ -66,6 +66,11 @@ def _compiled_cpu() -> bool:
     return cpu_fused.available()
 
 
+def cpu_compiled_available() -> bool:
+    """True when the compiled CPU kernels run here (NumPy backend, built, not forced off)."""
+    return _compiled_cpu()
+
+
 _NUMBA_FAILED: list[BaseException] = []
 
 
@@ -104,6 +109,23 @@ def analytic_executor(sigma: ScalarFunction, sides: list[tuple[ScalarFunction, S
         if cpu_fused.supports(sigma, sides):
             return "compiled"
     return "array"
+
+
+def reduced_pair(f: ScalarFunction, q: Array, slope: Array, s2: Array, feat_c: Array,
+                 feat_s: Array, order: int, rule: tuple, table: Any, amp: float, rate: float,
+                 geometry: tuple) -> Array | None:
+    """The reduced pair's outer rule on the compiled CPU path (NaN for entries that need
+    the array path), or None where it does not take it (no compiled kernels, or f without
+    a value kind)."""
+    desc = f.descriptor()
+    if desc is None or not _compiled_cpu():
+        return None
+    from ..gaussian import _legendre
+    from . import cpu_fused
+
+    xi, wi = _legendre(order)
+    return cpu_fused.reduced_pair(desc, q, slope, s2, feat_c, feat_s, xi, wi, rule, table,
+                                  amp, rate, geometry)
 
 
 def cheb2d(coef: Array, cell: Array, x: Array, y: Array) -> Array | None:
