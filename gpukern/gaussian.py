@@ -452,32 +452,44 @@ def reduced_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
 def _outer_rule(f: ScalarFunction, g: ScalarFunction, q: Array, slope: Array, s2: Array,
                 feats: list, order: int) -> Array:
     """E_u[f(u) A_g(slope u, s2)], u ~ N(0, q) (q > 0): on the compiled CPU path where f
-    has a value kind and A_g a 2-D table (:func:`gpukern.kernels.ops.reduced_pair`; the
-    entries it leaves NaN, a node off the table or in a cell not yet filled, and all
-    others here), with array code otherwise."""
-    xp = BACKEND.xp
-    compiled = None
+    has a value kind and A_g a 2-D table (:func:`gpukern.kernels.ops.reduced_pair`),
+    with array code otherwise and for the entries with a node off the table's lattice."""
     table = None if g.shifted else tables.mean_table_of(g)
-    if table is not None:
-        n = q.shape[0]
-        feat_c = xp.stack([xp.broadcast_to(xp.asarray(c, dtype=xp.float64), (n,)) for c, _ in feats]
-                          ) if feats else xp.zeros((0, n))
-        feat_s = xp.stack([xp.broadcast_to(xp.asarray(w, dtype=xp.float64), (n,)) for _, w in feats]
-                          ) if feats else xp.zeros((0, n))
-        compiled = ops.reduced_pair(f, q, slope, s2, feat_c, feat_s, order,
-                                    (_REDUCED_STEP, _REDUCED_KMIN, _KMAX, _HALF_RANGE),
-                                    table[0], table[1], table[2], tables.GEOMETRY)
+    compiled = None if table is None else _compiled_rule(f, q, slope, s2, feats, order, table)
     if compiled is None:
-        rows = slice(None)
-        out = None
-    else:
-        out = compiled
-        rows = xp.nonzero(xp.isnan(compiled))[0]
-        if rows.size == 0:
-            return out
-        q, slope, s2 = q[rows], slope[rows], s2[rows]
-        feats = [(c if np.ndim(c) == 0 else c[rows], w if np.ndim(w) == 0 else w[rows])
-                 for c, w in feats]
+        return _array_rule(f, g, q, slope, s2, feats, order)
+    rows = BACKEND.xp.nonzero(BACKEND.xp.isnan(compiled))[0]
+    if rows.size:
+        # the array rule fills the cells these entries read; then the compiled rule takes
+        # them too, so that an entry's value never depends on which cells were filled
+        # before: only entries with a node off the lattice keep the array rule's value
+        sub = (q[rows], slope[rows], s2[rows],
+               [(c if np.ndim(c) == 0 else c[rows], w if np.ndim(w) == 0 else w[rows])
+                for c, w in feats])
+        values = _array_rule(f, g, *sub, order)
+        again = _compiled_rule(f, *sub, order, table)
+        off = BACKEND.xp.isnan(again)
+        again[off] = values[off]
+        compiled[rows] = again
+    return compiled
+
+
+def _compiled_rule(f, q, slope, s2, feats, order, table) -> Array | None:
+    xp = BACKEND.xp
+    n = q.shape[0]
+
+    def per_entry(values):
+        return xp.stack([xp.broadcast_to(xp.asarray(v, dtype=xp.float64), (n,)) for v in values]
+                        ) if values else xp.zeros((0, n))
+
+    return ops.reduced_pair(f, q, slope, s2, per_entry([c for c, _ in feats]),
+                            per_entry([w for _, w in feats]), order,
+                            (_REDUCED_STEP, _REDUCED_KMIN, _KMAX, _HALF_RANGE),
+                            table[0], table[1], table[2], tables.GEOMETRY)
+
+
+def _array_rule(f, g, q, slope, s2, feats, order) -> Array:
+    xp = BACKEND.xp
 
     def outer(u, sub):
         mean = slope[sub][:, None] * u
@@ -485,12 +497,8 @@ def _outer_rule(f: ScalarFunction, g: ScalarFunction, q: Array, slope: Array, s2
         inner = mean_gauss_avg(g, mean.reshape(-1), var.reshape(-1), order)
         return f(u) * inner.reshape(u.shape)
 
-    values = gauss_quadrature(outer, xp.zeros_like(q), xp.sqrt(q), feats, order,
-                              _REDUCED_STEP, _REDUCED_KMIN)
-    if out is None:
-        return values
-    out[rows] = values
-    return out
+    return gauss_quadrature(outer, xp.zeros_like(q), xp.sqrt(q), feats, order,
+                            _REDUCED_STEP, _REDUCED_KMIN)
 
 
 def _noisy(fn: ScalarFunction, q: Array) -> Array:
