@@ -179,6 +179,14 @@ def next_det(arch: Architecture, q: Array, qp: Array, c: Array, det: Array) -> A
     return (sw2 * sw2) * (g.gminus * g.gplus) + (sw2 * s) * (d * d + 2.0 * g.gminus)
 
 
+def _own_term(coefficients: tuple[float, float], sw2: float, sb2: float, avg: Array,
+              sig: Array) -> Array:
+    """alpha avg + beta, a layer's own kernel term: Sigma itself (already computed, the
+    same expression) when the coefficients are the NNGP's (NTK parameterization)."""
+    alpha, beta = coefficients
+    return sig if (alpha, beta) == (sw2, sb2) else alpha * avg + beta
+
+
 def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Array,
          q1: list[Array], q2: list[Array], ida: Array, idb: Array) -> tuple[Array, list[Array]]:
     """Walk all layers for one tile with array operations. Returns (NNGP, [K per pair])."""
@@ -187,9 +195,7 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
     sw2, sb2 = arch.weight_std**2, arch.bias_std**2
     own = arch.own_terms(xa.shape[1])
     sig = sw2 * gram + sb2
-    alpha, beta = own[0]
-    term = alpha * gram + beta  # Sigma_1 itself in the NTK parameterization
-    ks = [term for _ in pairs]
+    ks = [_own_term(own[0], sw2, sb2, gram, sig) for _ in pairs]
     carried = None
     for l in range(arch.depth):
         q = q1[l][:, None]
@@ -203,8 +209,7 @@ def tile(arch: Architecture, pairs: list[Pair], xa: Array, xb: Array, gram: Arra
         q, qp = xp.broadcast_to(q, c.shape), xp.broadcast_to(qp, c.shape)
         avg = expect_pair(arch.sigma, arch.sigma, q, qp, c, det, arch.order)
         sig = sw2 * avg + sb2
-        alpha, beta = own[l + 1]
-        term = alpha * avg + beta
+        term = _own_term(own[l + 1], sw2, sb2, avg, sig)
         ks = [
             term + sw2 * _mul0(expect_pair(p.left, p.right, q, qp, c, det, arch.order), k)
             for p, k in zip(pairs, ks)

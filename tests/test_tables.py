@@ -221,7 +221,8 @@ def test_reduced_pair_is_symmetric_in_its_arguments():
     assert math.isfinite(float(a.sum()))
 
 
-@pytest.mark.skipif(not gk.kernels.ops.cpu_compiled_available(), reason="no compiled CPU path")
+@pytest.mark.skipif("compiled" not in gk.kernels.ops.available_executors(),
+                    reason="no compiled CPU path")
 @pytest.mark.parametrize("f, g", [(S.sigmoid(3.0), S.sigmoid(3.0)),
                                   (S.fast_sigmoid(2.0), S.atan(0.7)),
                                   (Sum((shifted(S.sigmoid(2.0, 0.5), -0.5),

@@ -108,16 +108,21 @@ def _run(module, x, name, mode):
     return z[:, 0]
 
 
-def _torch_jacobian(module, x, name, mode):
-    """(N, P) rows d f(x_i) / d theta by torch autograd, in gpukern's parameter order."""
-    params = [p for lin in module if isinstance(lin, torch.nn.Linear)
-              for p in (lin.weight, lin.bias)]
-    f = _run(module, x, name, mode)
+def _autograd_rows(f, params):
+    """(N, P) rows d f_i / d theta by torch autograd, params in gpukern's order."""
     rows = []
     for i in range(f.shape[0]):
         grads = torch.autograd.grad(f[i], params, retain_graph=True)
         rows.append(torch.cat([g.reshape(-1) for g in grads]))
-    return f.detach().numpy(), torch.stack(rows).detach().numpy()
+    return torch.stack(rows).detach().numpy()
+
+
+def _torch_jacobian(module, x, name, mode):
+    """Outputs f(x) and the (N, P) Jacobian rows of ``module`` run as ``mode`` says."""
+    params = [p for lin in module if isinstance(lin, torch.nn.Linear)
+              for p in (lin.weight, lin.bias)]
+    f = _run(module, x, name, mode)
+    return f.detach().numpy(), _autograd_rows(f, params)
 
 
 def _inputs(n=12, seed=1):
@@ -267,13 +272,9 @@ def test_plain_module_with_an_autograd_function():
     net, params = from_torch(module)
     assert net.activation.name == gk.activations.sign(0.7).name
     x = _inputs(6)
-    rows = []
-    out = module(x)[:, 0]
-    for i in range(6):
-        grads = torch.autograd.grad(out[i], list(module.parameters()), retain_graph=True)
-        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    rows = _autograd_rows(module(x)[:, 0], list(module.parameters()))
     np.testing.assert_allclose(gk.to_host(net.jacobian(params, x, "surrogate"))[0],
-                               torch.stack(rows).detach().numpy(), rtol=1e-12, atol=1e-14)
+                               rows, rtol=1e-12, atol=1e-14)
 
 
 def test_torch_inputs_without_a_copy():

@@ -66,11 +66,6 @@ def _compiled_cpu() -> bool:
     return cpu_fused.available()
 
 
-def cpu_compiled_available() -> bool:
-    """True when the compiled CPU kernels run here (NumPy backend, built, not forced off)."""
-    return _compiled_cpu()
-
-
 _NUMBA_FAILED: list[BaseException] = []
 
 
