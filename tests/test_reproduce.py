@@ -51,8 +51,42 @@ def _check_outputs(out):
             assert {"rmse_mean", "rmse_std", "rmse_mean_se"} <= set(ens[w][base])
     sw = metrics["surrogate_width"]["results"]
     assert set(sw) == {"1", "4"} and set(sw["1"]["16"]) == {"sgntk", "surrogate", "nngp"}
+    pos = metrics["surrogate_width"]["positions"]
+    assert set(pos["4"]["32"]) == {"t", "t_se", "gap", "off_line"}
+    assert set(metrics["surrogate_width"]["position_summary"]["1"]) == {"pooled_t", "pooled_t_se"}
     assert len(metrics["ntk_divergence"]["naive_ntk_diag"]["2"]) == 3
     return metrics
+
+
+def test_gap_position():
+    """t recovers where the networks sit on the line between two means: exactly when they
+    lie on it, and within its standard error with noise across the line; the standard
+    error matches the spread of t over independent ensembles."""
+    from gpukern.experiments.ensembles import gap_position
+
+    rng = np.random.default_rng(3)
+    start, end = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
+    s = rng.normal(0.3, 0.5, size=25)
+    on_line = start + s[:, None, None] * (end - start)
+    pos = gap_position(on_line, start, end, y_scale=2.0)
+    assert pos["t"] == pytest.approx(s.mean(), abs=1e-13)
+    assert pos["t_se"] == pytest.approx(s.std(ddof=1) / 5, rel=1e-12)
+    assert pos["off_line"] < 1e-13
+    assert pos["gap"] == pytest.approx(np.sqrt(np.mean((end - start) ** 2)) / 2.0, rel=1e-13)
+    ts, ses = [], []
+    for _ in range(400):  # t = 0.7, noise in every direction
+        f = start + 0.7 * (end - start) + rng.normal(size=(50, 40, 2))
+        p = gap_position(f, start, end)
+        ts.append(p["t"])
+        ses.append(p["t_se"])
+    # mean of 400 estimates: SE = spread / 20; the SE estimates agree with the spread to
+    # a few percent (each from 50 draws: relative SE 1/sqrt(98) ~ 10 %, averaged over 400)
+    assert abs(np.mean(ts) - 0.7) < 4 * np.std(ts) / 20
+    assert np.mean(ses) == pytest.approx(np.std(ts, ddof=1), rel=0.1)
+    with pytest.raises(ValueError, match="distinct GP means"):
+        gap_position(on_line, start, start)
+    with pytest.raises(ValueError, match="2 networks"):
+        gap_position(on_line[:1], start, end)
 
 
 def test_reproduce_end_to_end_and_resume(tmp_path, capsys):

@@ -237,16 +237,25 @@ def loglog_slope(x: Iterable[float], y: Iterable[float]) -> float:
     return float(np.polyfit(lx, ly, 1)[0])
 
 
+def weighted_line(x: Iterable[float], y: Iterable[float], se: Iterable[float]
+                  ) -> tuple[float, float]:
+    """Weighted least-squares slope of y against x (weights 1/se^2) and its standard
+    error (needs at least 3 points for an error)."""
+    xa, ya = np.asarray(list(x), float), np.asarray(list(y), float)
+    w = np.asarray(list(se), float) ** -2.0
+    a = np.stack([np.ones_like(xa), xa], axis=1)
+    cov = np.linalg.inv(a.T @ (w[:, None] * a))
+    coef = cov @ (a.T @ (w * ya))
+    return float(coef[1]), float(np.sqrt(cov[1, 1]))
+
+
 def loglog_fit(x: Iterable[float], y: Iterable[float], se: Iterable[float]
                ) -> tuple[float, float]:
     """Weighted least-squares slope of log y against log x and its standard error, with
-    the standard errors of log y = se / y (needs at least 3 points for an error)."""
-    lx, ly = np.log(np.asarray(list(x), float)), np.log(np.asarray(list(y), float))
-    w = (np.asarray(list(y), float) / np.asarray(list(se), float)) ** 2
-    a = np.stack([np.ones_like(lx), lx], axis=1)
-    cov = np.linalg.inv(a.T @ (w[:, None] * a))
-    coef = cov @ (a.T @ (w * ly))
-    return float(coef[1]), float(np.sqrt(cov[1, 1]))
+    the standard errors of log y = se / y."""
+    ya = np.asarray(list(y), float)
+    return weighted_line(np.log(np.asarray(list(x), float)), np.log(ya),
+                         np.asarray(list(se), float) / ya)
 
 
 def asinh_axis(ax, values: np.ndarray, linear_width: float = 0.5) -> None:

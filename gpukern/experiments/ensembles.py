@@ -130,3 +130,27 @@ def distances(outputs: np.ndarray, pred: gk.Prediction, y_scale: float, boot: in
     return {"rmse_mean": float(rm), "rmse_mean_se": float(bs[:, 0].std(ddof=1)),
             "rmse_std": float(rs), "rmse_std_se": float(bs[:, 1].std(ddof=1)),
             "noise_floor_mean": float(floor)}
+
+
+def gap_position(outputs: np.ndarray, start: np.ndarray, end: np.ndarray,
+                 y_scale: float = 1.0) -> dict[str, float]:
+    """Where the ensemble mean lies on the line from one GP mean to another.
+
+    With d = end - start (over test points and outputs), each network's projection
+    p_n = <f_n - start, d> / <d, d>; t = mean p_n (0: at ``start``, 1: at ``end``) with
+    its standard error std(p_n) / sqrt(E). The ensemble noise along the gap is
+    t_se * rms(d): the noise that decides between the two descriptions (the RMSE's noise
+    floor counts every direction of the test set). ``gap`` = rms(d) and ``off_line`` =
+    rms(mean - start - t d), the part of the mean off the line, over ``y_scale``.
+    """
+    f = outputs.reshape(outputs.shape[0], -1)
+    a, d = np.ravel(start), np.ravel(end) - np.ravel(start)
+    dd = float(d @ d)
+    if f.shape[0] < 2 or f.shape[1] != d.size or dd == 0.0:
+        raise ValueError(f"gap_position needs >= 2 networks with {d.size} outputs each and "
+                         f"distinct GP means; got outputs {outputs.shape}, |end - start|^2 = {dd}")
+    p = (f - a) @ d / dd
+    t = float(p.mean())
+    return {"t": t, "t_se": float(p.std(ddof=1) / np.sqrt(p.size)),
+            "gap": float(np.sqrt(dd / d.size)) / y_scale,
+            "off_line": float(np.sqrt(np.mean((f.mean(0) - a - t * d) ** 2))) / y_scale}
