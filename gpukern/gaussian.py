@@ -10,7 +10,10 @@ cuda/gpukern/gaussian.cuh):
 2. a constant side:  E[k g(v)] = k E[g(v)];
 3. the closed self pair of two functions of one kind (registry capability ``self_pair``);
 4. a Heaviside side (relu'): E[H(u) g(v)] = E_v[g(v) Phi(c v / sqrt(q' det))], 1-D;
-5. otherwise the pair reduced to 1-D (:func:`reduced_pair`): an outer rule over u and,
+5. two analytic functions (registry capability ``analytic``, or custom ones without kinks):
+   Mehler's series sum_n a_n(q) b_n(q') rho^n (:mod:`gpukern.hermite`), where it converges
+   within its term limit, with a bound on the truncation;
+6. otherwise the pair reduced to 1-D (:func:`reduced_pair`): an outer rule over u and,
    inside it, the conditional average over v | u ~ N(c u / q, det / q) in closed form or
    from a 2-D table (:mod:`gpukern.tables`). Nested 2-D quadrature (:func:`quad_pair`)
    is the tests' reference, and what ``method="quadrature"`` computes.
@@ -39,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bivariate, tables
+from . import bivariate, hermite, tables
 from ._backend import BACKEND
 from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
 from .kernels import ops
@@ -369,7 +372,22 @@ def expect_pair(
         return _heaviside_left(f, g, q, qp, c, det, order)
     if r == "heaviside_right":
         return _heaviside_left(g, f, qp, q, c, det, order)
-    return reduced_pair(f, g, q, qp, c, det, order)
+    return series_or_reduced(f, g, q, qp, c, det, order)
+
+
+def series_or_reduced(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
+                      order: int = DEFAULT_ORDER) -> Array:
+    """E[f(u) g(v)] with no closed form: Mehler's series where both functions are analytic
+    and their points' series converge (:mod:`gpukern.hermite`), the reduced pair for the
+    other entries."""
+    if not (hermite.serves(f) and hermite.serves(g)):
+        return reduced_pair(f, g, q, qp, c, det, order)
+    out = hermite.mehler_pair(f, g, q, qp, c)  # broadcast inputs: their points found cheaply
+    (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
+    rest = BACKEND.xp.nonzero(BACKEND.xp.isnan(out))[0]
+    if rest.size:
+        out[rest] = reduced_pair(f, g, q[rest], qp[rest], c[rest], det[rest], order)
+    return out.reshape(shape)
 
 
 # ------------------------------------------------------------ terms at thresholds
@@ -586,4 +604,4 @@ def _shifted_pair(bf: ScalarFunction, sf: float, bg: ScalarFunction, sg: float, 
         return _orthant(bf, sf, bg, sg, q, qp, c, det)
     if method == "quadrature":
         return quad_pair(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)
-    return reduced_pair(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)
+    return series_or_reduced(shifted(bf, sf), shifted(bg, sg), q, qp, c, det, order)

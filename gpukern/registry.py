@@ -20,6 +20,9 @@ Capabilities (looked up, never discovered by evaluating a function):
 * ``mean_table``: E[g(m + s Z)] has no closed form but g is a width-parameter family
   rate * h(rate v), so one 2-D table of h's average serves every parameter
   (:mod:`gpukern.tables`);
+* ``analytic``: g is analytic on a strip about the real axis (no kinks, no jumps), so its
+  pairs with other such functions are Mehler series (:mod:`gpukern.hermite`) where the
+  series converges within its term limit;
 * ``det_gaps``: as an activation, the next layer's determinant q q' - c^2 has a formula
   without cancellation (``self_gaps``), so the recursion carries it from layer to layer;
   other activations get it as q q' - c^2 (an absolute error of eps q q').
@@ -59,6 +62,7 @@ class Capabilities:
     det_gaps: bool = False
     mean_avg: bool = False
     mean_table: bool = False
+    analytic: bool = False
 
 
 CAPABILITIES: dict[Kind, Capabilities] = {
@@ -70,9 +74,9 @@ CAPABILITIES: dict[Kind, Capabilities] = {
     Kind.IDENTITY: Capabilities(closed_avg=True, self_pair=True, det_gaps=True,
                                 mean_avg=True),
     Kind.CONSTANT: Capabilities(closed_avg=True, det_gaps=True, mean_avg=True),
-    Kind.SIGMOID: Capabilities(mean_table=True),
+    Kind.SIGMOID: Capabilities(mean_table=True, analytic=True),
     Kind.FAST_SIGMOID: Capabilities(mean_table=True),
-    Kind.ATAN: Capabilities(closed_avg=True, mean_table=True),
+    Kind.ATAN: Capabilities(closed_avg=True, mean_table=True, analytic=True),
     Kind.BOXCAR: Capabilities(closed_avg=True, mean_avg=True),
     Kind.TRIANGLE: Capabilities(closed_avg=True, mean_avg=True),
     Kind.TABLE: Capabilities(closed_avg=True),
@@ -97,6 +101,11 @@ def mean_avg(kind: Kind | None) -> bool:
 def mean_table(kind: Kind | None) -> bool:
     """True when kind's Gaussian average with a mean is read from a 2-D table."""
     return kind is not None and CAPABILITIES[kind].mean_table
+
+
+def analytic(kind: Kind | None) -> bool:
+    """True when functions of this kind are analytic (Mehler series for their pairs)."""
+    return kind is not None and CAPABILITIES[kind].analytic
 
 
 def det_gaps(kind: Kind | None) -> bool:

@@ -1,11 +1,30 @@
-// Evaluation of the Gaussian-average tables (gpukern/tables.py builds them): a table is
-// data, one array of Chebyshev coefficients per cell, and this is the one evaluation code
-// for the host (the compiled CPU path) and the device.
+// Evaluation of the Gaussian-average tables (gpukern/tables.py builds them) and of Mehler
+// series (gpukern/hermite.py): a table or a row of Hermite coefficients is data, and this
+// is the one evaluation code for the host (the compiled CPU path) and the device.
 #pragma once
 
 #include "registry.cuh"
 
 namespace gk {
+
+// Mehler's formula truncated after term n[j]: out[j] = sum_{k <= n[j]} a[j][k] b[j][k] rho[j]^k
+// for `count` <= G entries, by Horner from the highest term down (a[j], b[j]: the Hermite
+// coefficients of entry j's two points). Each entry's chain is the same recurrence
+// whatever G; G > 1 only interleaves independent chains (the host's throughput).
+template <int G>
+GK_HD void mehler_series(const double* const* a, const double* const* b, const long long* n,
+                         const double* rho, int count, double* out) {
+  double acc[G];
+  long long top = -1;
+  for (int j = 0; j < count; ++j) {
+    acc[j] = 0.0;
+    top = n[j] > top ? n[j] : top;
+  }
+  for (long long k = top; k >= 0; --k)
+    for (int j = 0; j < count; ++j)
+      if (k <= n[j]) acc[j] = acc[j] * rho[j] + a[j][k] * b[j][k];
+  for (int j = 0; j < count; ++j) out[j] = acc[j];
+}
 
 // sum_{a,b < n} coef[a n + b] T_a(x) T_b(y), x, y in [-1, 1], n <= kMeanCheb: the basis
 // values by the three-term recurrence, then a product per row (independent multiply-adds,

@@ -135,6 +135,11 @@ def library() -> ctypes.CDLL | None:
         [ctypes.c_int64, _D, _D, _D, _D, c_int, _D, _D, _D, _D, c_int, c_dbl, c_int, c_int,
          c_dbl, _D, ctypes.POINTER(ctypes.c_ubyte)] + [c_int] * 5 + [c_dbl] * 6 + [_D])
     lib.gk_cpu_reduced_pair.restype = ctypes.c_int
+    lib.gk_cpu_mehler_series.argtypes = [ctypes.c_int64, _D, _D, ctypes.c_int64, _I64, _I64,
+                                         _I64, _D, _D]
+    lib.gk_cpu_mehler_series.restype = None
+    lib.gk_cpu_hermite_coefficients.argtypes = [ctypes.c_int64] * 3 + [_D, _D, _D]
+    lib.gk_cpu_hermite_coefficients.restype = None
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
 
@@ -173,6 +178,29 @@ def reduced_pair(f_desc, q: np.ndarray, slope: np.ndarray, s2: np.ndarray,
         kmax, half_range, _ptr(coef, _D), filled.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)),
         table.n_lam, table.n_cols, table.offset, int(table.unit.even), int(table.unit.positive),
         lam0, cell, z0, zeta_max, amp, rate, _ptr(out, _D))
+    return out
+
+
+def mehler_series(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray,
+                  terms: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """gk_cpu_mehler_series: sum_{n <= terms_e} a[ia_e, n] b[ib_e, n] rho_e^n (Horner)."""
+    c64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    i64 = functools.partial(np.ascontiguousarray, dtype=np.int64)
+    a, b, rho = c64(a), c64(b), c64(rho)
+    ia, ib, terms = i64(ia), i64(ib), i64(terms)
+    out = np.empty(rho.shape, dtype=np.float64)
+    library().gk_cpu_mehler_series(rho.size, _ptr(a, _D), _ptr(b, _D), a.shape[1],
+                                   _ptr(ia, _I64), _ptr(ib, _I64), _ptr(terms, _I64),
+                                   _ptr(rho, _D), _ptr(out, _D))
+    return out
+
+
+def hermite_coefficients(w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """gk_cpu_hermite_coefficients: w (P, K) @ h (K, T), each entry summed over k in order."""
+    w, h = (np.ascontiguousarray(a, dtype=np.float64) for a in (w, h))
+    out = np.empty((w.shape[0], h.shape[1]), dtype=np.float64)
+    library().gk_cpu_hermite_coefficients(w.shape[0], w.shape[1], h.shape[1], _ptr(w, _D),
+                                          _ptr(h, _D), _ptr(out, _D))
     return out
 
 

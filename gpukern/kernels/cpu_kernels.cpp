@@ -795,6 +795,48 @@ void gk_cpu_cheb2d(const double* coef, int n, const int64_t* cell, const double*
   for (int64_t i = 0; i < p; ++i) out[i] = gk::cheb2d(coef + cell[i] * n * n, n, x[i], y[i]);
 }
 
+// out[e] = sum_{k <= terms[e]} a[ia[e], k] b[ib[e], k] rho[e]^k (gk::mehler_series, 8
+// entries interleaved): the pairs of analytic functions (gpukern/hermite.py).
+void gk_cpu_mehler_series(int64_t m, const double* a, const double* b, int64_t stride,
+                          const int64_t* ia, const int64_t* ib, const int64_t* terms,
+                          const double* rho, double* out) {
+  constexpr int kGroup = 8;
+#pragma omp parallel for schedule(dynamic, 64)
+  for (int64_t e0 = 0; e0 < m; e0 += kGroup) {
+    const int count = static_cast<int>(std::min<int64_t>(kGroup, m - e0));
+    const double* ra[kGroup];
+    const double* rb[kGroup];
+    long long n[kGroup];
+    for (int j = 0; j < count; ++j) {
+      ra[j] = a + ia[e0 + j] * stride;
+      rb[j] = b + ib[e0 + j] * stride;
+      n[j] = terms[e0 + j];
+    }
+    gk::mehler_series<kGroup>(ra, rb, n, rho + e0, count, out + e0);
+  }
+}
+
+// out[p, n] = sum_k w[p, k] h[k, n], p < n_points, n < n_terms: Hermite coefficients from
+// weighted function values (gpukern/hermite.py). Each out[p, n] adds its k in order, so a
+// point's coefficients do not depend on the others; points go 8 at a time through h.
+void gk_cpu_hermite_coefficients(int64_t n_points, int64_t n_nodes, int64_t n_terms,
+                                 const double* w, const double* h, double* out) {
+  constexpr int64_t kGroup = 8;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t p0 = 0; p0 < n_points; p0 += kGroup) {
+    const int64_t p1 = std::min(n_points, p0 + kGroup);
+    for (int64_t p = p0; p < p1; ++p) std::fill(out + p * n_terms, out + (p + 1) * n_terms, 0.0);
+    for (int64_t k = 0; k < n_nodes; ++k) {
+      const double* row = h + k * n_terms;
+      for (int64_t p = p0; p < p1; ++p) {
+        const double wk = w[p * n_nodes + k];
+        double* o = out + p * n_terms;
+        for (int64_t n = 0; n < n_terms; ++n) o[n] += wk * row[n];
+      }
+    }
+  }
+}
+
 // out = f(h) (pre null) or (pre * scale) * f(h), n entries; 0 for a kind without value.
 int gk_cpu_map_f64(const double* fn, int64_t n, const double* h, const double* pre,
                    double scale, double* out) {

@@ -58,7 +58,8 @@ def on_host() -> bool:
     return BACKEND.name == "numpy"
 
 
-def _compiled_cpu() -> bool:
+def compiled_cpu() -> bool:
+    """True when operations run on the compiled CPU kernels now."""
     if BACKEND.name != "numpy" or _ARRAY_ONLY[0]:
         return False
     from . import cpu_fused
@@ -98,7 +99,7 @@ def analytic_executor(sigma: ScalarFunction, sides: list[tuple[ScalarFunction, S
 
         if cupy_fused.supports(sigma, sides):
             return "cupy"
-    if _compiled_cpu():
+    if compiled_cpu():
         from . import cpu_fused
 
         if cpu_fused.supports(sigma, sides):
@@ -113,7 +114,7 @@ def reduced_pair(f: ScalarFunction, q: Array, slope: Array, s2: Array, feat_c: A
     the array path), or None where it does not take it (no compiled kernels, or f without
     a value kind)."""
     desc = f.descriptor()
-    if desc is None or not _compiled_cpu():
+    if desc is None or not compiled_cpu():
         return None
     from ..gaussian import _legendre
     from . import cpu_fused
@@ -123,10 +124,38 @@ def reduced_pair(f: ScalarFunction, q: Array, slope: Array, s2: Array, feat_c: A
                                   amp, rate, geometry)
 
 
+def hermite_coefficients(w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """w (P, K) @ h (K, T) with each row computed on its own (host arrays): the compiled
+    CPU loop, else one matrix-vector product per row, so that a row's numbers never depend
+    on the other rows (a matrix product's blocking could)."""
+    if compiled_cpu():
+        from . import cpu_fused
+
+        return cpu_fused.hermite_coefficients(w, h)
+    return np.stack([row @ h for row in w]) if len(w) else np.zeros((0, h.shape[1]))
+
+
+def mehler_series(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray,
+                  terms: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """sum_{n <= terms_e} a[ia_e, n] b[ib_e, n] rho_e^n per entry e (Horner, from the
+    highest term down; host arrays): the compiled CPU loop, else NumPy with the same
+    order of operations (no fused multiply-adds in the compiled library): the same
+    numbers."""
+    if compiled_cpu():
+        from . import cpu_fused
+
+        return cpu_fused.mehler_series(a, b, ia, ib, terms, rho)
+    acc = np.zeros(rho.shape)
+    for n in range(int(terms.max(initial=-1)), -1, -1):
+        live = terms >= n
+        acc = np.where(live, acc * rho + a[ia, n] * b[ib, n], acc)
+    return acc
+
+
 def cheb2d(coef: Array, cell: Array, x: Array, y: Array) -> Array | None:
     """sum_ab coef[cell, a, b] T_a(x) T_b(y) per point on the compiled CPU path
     (cuda/gpukern/tables.cuh), or None: the caller evaluates it with array expressions."""
-    if not _compiled_cpu():
+    if not compiled_cpu():
         return None
     from . import cpu_fused
 
@@ -139,7 +168,7 @@ more than it saves there."""
 
 
 def _use_cpu(fn: ScalarFunction, *arrays: Array) -> bool:
-    if arrays[-1].size < CPU_MIN_SIZE or not _compiled_cpu():
+    if arrays[-1].size < CPU_MIN_SIZE or not compiled_cpu():
         return False
     from . import cpu_fused
 
@@ -174,7 +203,7 @@ def scaled_derivative(pre: Array, h: Array, fn: ScalarFunction, scale: float) ->
 
 def hadamard_accumulate(out: Array | None, dd: Array, zz: Array, c: float, b: float) -> Array:
     """out + dd * (c * zz + b) (in place where out exists): one layer of the empirical kernel."""
-    if dd.size >= CPU_MIN_SIZE and _compiled_cpu():
+    if dd.size >= CPU_MIN_SIZE and compiled_cpu():
         from . import cpu_fused
 
         if cpu_fused.can_hadamard(out, dd, zz):
@@ -221,7 +250,7 @@ def compiled_sgl_step(arch, params, x: Array, y: Array, lr: float,
                       derivative: ScalarFunction) -> Array | None:
     """One SGL step of every network in the compiled CPU kernels (outputs f before it),
     or None where they do not take it (then the caller steps with array code)."""
-    if not _compiled_cpu():
+    if not compiled_cpu():
         return None
     from .._threads import single_threaded_blas
     from . import cpu_fused
