@@ -55,6 +55,7 @@ _REACH = 13.0
 _POINTS = 256  # points whose coefficients are computed at once
 _BLOCK = 128  # coefficients are computed in fixed blocks of terms
 _CACHE_LIMIT = 1 << 23  # doubles of coefficient rows kept between calls (64 MB)
+_GROUP = 1024  # distinct q (and q') expanded at once: <= 2 x 1024 rows of <= 4097 terms
 
 
 def serves(f: ScalarFunction) -> bool:
@@ -261,14 +262,33 @@ def _index(a: np.ndarray, values: np.ndarray) -> np.ndarray:
 def mehler_pair(f: ScalarFunction, g: ScalarFunction, q: Array, qp: Array, c: Array
                 ) -> Array:
     """E[f(u) g(v)] by the series for the entries whose two points are served (q, q' > 0);
-    NaN for the others; q, qp, c broadcast together, the result flat."""
+    NaN for the others; q, qp, c broadcast together, the result flat. At most
+    ``_GROUP`` distinct q and q' are expanded at once (memory: their coefficient rows)."""
     qh, qph, ch = (np.asarray(BACKEND.to_host(a), dtype=np.float64) for a in (q, qp, c))
     qh, qph, ch = np.broadcast_arrays(qh, qph, ch)
-    uq = np.unique(_compact(qh))
-    uqp = np.unique(np.concatenate([uq, np.unique(_compact(qph))])) if f == g else \
-        np.unique(_compact(qph))
+    uq, uqp = np.unique(_compact(qh)), np.unique(_compact(qph))
+    if max(uq.size, uqp.size) <= _GROUP:
+        return BACKEND.xp.asarray(_series(f, g, qh, qph, ch))
+    # entries grouped by blocks of _GROUP distinct q and q' (a diagonal, a flat batch)
+    iq, iqp = _index(qh, uq), _index(qph, uqp)
+    block = (iq // _GROUP) * (uqp.size // _GROUP + 1) + iqp // _GROUP
+    order = np.argsort(block, kind="stable")
+    edges = np.flatnonzero(np.diff(block[order])) + 1
+    out = np.empty(iq.size)
+    flat = [v.reshape(-1) for v in (qh, qph, ch)]
+    for rows in np.split(order, edges):
+        out[rows] = _series(f, g, *(v[rows] for v in flat))
+    return BACKEND.xp.asarray(out)
+
+
+def _series(f: ScalarFunction, g: ScalarFunction, qh: np.ndarray, qph: np.ndarray,
+            ch: np.ndarray) -> np.ndarray:
+    """mehler_pair on host arrays of equal shape (few distinct q, q'), flat."""
     if f == g:  # one set of points for both sides
-        uq = uqp
+        uq = uqp = np.unique(np.concatenate([np.unique(_compact(qh)),
+                                             np.unique(_compact(qph))]))
+    else:
+        uq, uqp = np.unique(_compact(qh)), np.unique(_compact(qph))
     iq, iqp = _index(qh, uq), _index(qph, uqp)
     na = _lengths(f, uq)
     nb = na if f == g else _lengths(g, uqp)
@@ -288,7 +308,7 @@ def mehler_pair(f: ScalarFunction, g: ScalarFunction, q: Array, qp: Array, c: Ar
         qr, qpr, cr = (v.reshape(-1)[rows] for v in (qh, qph, ch))
         rho = np.clip(cr / np.sqrt(qr * qpr), -1.0, 1.0)
         out[rows] = ops.mehler_series(a, b, ia, ib, terms, rho)
-    return BACKEND.xp.asarray(out)
+    return out
 
 
 def _lengths(f: ScalarFunction, q: np.ndarray) -> np.ndarray:

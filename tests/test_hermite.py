@@ -9,9 +9,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import registry_examples
 
 import gpukern as gk
-from gpukern import gaussian, hermite
+from gpukern import gaussian, hermite, registry, tables
 from gpukern.functions import shifted
 from gpukern.gaussian import quad_avg
 
@@ -158,3 +159,38 @@ def test_compiled_equals_array_path():
     assert np.array_equal(series_c, series_np)
     both = ~np.isnan(got) & ~np.isnan(ref)
     np.testing.assert_allclose(got[both], ref[both], rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", [k for k in registry.Kind if registry.analytic(k)],
+                         ids=lambda k: k.name)
+def test_every_analytic_kind_is_served(kind):
+    """The registry capability is a promise: each example of an ``analytic`` kind has a
+    converging series at a q where it is not narrow (q = 0.1 / rate^2: ~10^2 terms), and
+    that series is E[f(u) f(v)] by 2-D quadrature to 1e-11 of E f^2."""
+    examples = [fn for fn in registry_examples() if fn.kind is kind]
+    assert examples
+    for fn in examples:
+        rate = tables.unit_form(fn)[2]
+        q = np.array([0.1 / rate**2])
+        _, n = hermite.coefficients(fn, q)
+        assert 0 <= n[0] < 1000, (fn, n)
+        c, qp = 0.6 * q, q
+        got = hermite.mehler_pair(fn, fn, q, qp, c)
+        ref = gaussian.quad_pair(fn, fn, q, qp, c, q * qp - c * c, order=16)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11 * _mean_sq(fn, q)[0])
+
+
+def test_many_distinct_points_are_expanded_in_groups(monkeypatch):
+    """Beyond _GROUP distinct q or q' the entries go in blocks of that many (bounded
+    memory): the same numbers, bit for bit, as one group."""
+    q, qp, c, _ = _covariances(5, 120)
+    f, g = PAIRS[2]
+    hermite.clear_cache()
+    whole = hermite.mehler_pair(f, g, q, qp, c)
+    monkeypatch.setattr(hermite, "_GROUP", 7)
+    hermite.clear_cache()
+    assert np.array_equal(hermite.mehler_pair(f, g, q, qp, c), whole, equal_nan=True)
+    diag = hermite.mehler_pair(f, f, q, q, q)  # a diagonal: q = q', rho = 1
+    monkeypatch.setattr(hermite, "_GROUP", 1024)
+    hermite.clear_cache()
+    assert np.array_equal(hermite.mehler_pair(f, f, q, q, q), diag, equal_nan=True)

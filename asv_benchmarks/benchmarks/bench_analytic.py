@@ -75,14 +75,17 @@ GpuMemory.track_gpu_pool_bytes.pretty_name = "analytic: CuPy memory pool after a
 
 
 class ReducedPairs:
-    """Kernels without a closed form (pairs reduced to 1-D with tables of E[g(m + s Z)])
-    against the closed-form erf ones, depth 3, N = 128 (each entry costs ~10^3 x a closed
-    form: N = 1024 would take minutes per call)."""
+    """Kernels without a closed form (Mehler series of analytic pairs; pairs reduced to 1-D
+    with tables of E[g(m + s Z)]) against the closed-form erf ones, depth 3, N = 128
+    (fast_sigmoid's reduced pair costs ~10^3 x a closed form per entry: N = 1024 would take
+    ~30 s per call). ``coefficients``: the series' rows kept from the setup call, or
+    cleared before each call (then computed in it)."""
 
-    params = ([128], ["erf", "sigmoid", "fast_sigmoid", "atan", "custom(tanh)"])
-    param_names = ["N", "function"]
+    params = ([128], ["erf", "sigmoid", "fast_sigmoid", "atan", "custom(tanh)"],
+              ["kept", "cleared"])
+    param_names = ["N", "function", "coefficients"]
 
-    def setup(self, n, function):
+    def setup(self, n, function, coefficients):
         import numpy as np
 
         self.x = inputs(n)
@@ -96,9 +99,11 @@ class ReducedPairs:
                    "atan": gk.surrogates.atan(2.0)}[function]
             self.net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
             self.which = ("surrogate",)
-        self.net.kernels(self.x[:16], which=self.which)  # fills the tables
+        self.net.kernels(self.x, which=self.which)  # fills the tables, keeps the coefficients
 
-    def time_kernels(self, n, function):
+    def time_kernels(self, n, function, coefficients):
+        if coefficients == "cleared":
+            gk.hermite.clear_cache()
         sync(self.net.kernels(self.x, which=self.which))
 
 

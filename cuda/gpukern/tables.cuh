@@ -21,8 +21,11 @@ GK_HD void mehler_series(const double* const* a, const double* const* b, const l
     top = n[j] > top ? n[j] : top;
   }
   for (long long k = top; k >= 0; --k)
-    for (int j = 0; j < count; ++j)
-      if (k <= n[j]) acc[j] = acc[j] * rho[j] + a[j][k] * b[j][k];
+    for (int j = 0; j < count; ++j) {
+      // a row beyond its entry's n is not read (it may be shorter)
+      const double step = k <= n[j] ? acc[j] * rho[j] + a[j][k] * b[j][k] : acc[j];
+      acc[j] = step;
+    }
   for (int j = 0; j < count; ++j) out[j] = acc[j];
 }
 
