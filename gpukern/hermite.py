@@ -290,8 +290,8 @@ def _series(f: ScalarFunction, g: ScalarFunction, qh: np.ndarray, qph: np.ndarra
     else:
         uq, uqp = np.unique(_compact(qh)), np.unique(_compact(qph))
     iq, iqp = _index(qh, uq), _index(qph, uqp)
-    na = _lengths(f, uq)
-    nb = na if f == g else _lengths(g, uqp)
+    na = series_lengths(f, uq)
+    nb = na if f == g else series_lengths(g, uqp)
     out = np.full(iq.size, np.nan)
     rows = np.nonzero((na[iq] >= 0) & (nb[iqp] >= 0))[0]
     if rows.size:
@@ -311,7 +311,7 @@ def _series(f: ScalarFunction, g: ScalarFunction, qh: np.ndarray, qph: np.ndarra
     return out
 
 
-def _lengths(f: ScalarFunction, q: np.ndarray) -> np.ndarray:
+def series_lengths(f: ScalarFunction, q: np.ndarray) -> np.ndarray:
     """Each point's series length; -1 where q <= 0 (u = 0: not a series) or not served."""
     out = np.full(q.size, -1, dtype=np.int64)
     pos = np.nonzero(q > 0)[0]

@@ -178,12 +178,29 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
     q1 = [q[rows] for q in inputs.q1]
     q2 = [q[cols] for q in inputs.q2]
     ida, idb = inputs.ids1[rows], inputs.ids2[cols]
+    series = None
+    if any(cpu_fused.series_pair(f, g) for f, g in plan.sides):
+        series = cpu_fused.series_rows(plan.sides, np.stack(q1), np.stack(q2))
+        if series is None:  # a point not served, or rows over budget: the array path
+            return _array_block(plan, inputs, block, mirror, dtype)
     nngp, outs, tabled = cpu_fused.recursion(
         arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]), arch.sigma, plan.sides,
-        xa, xb, np.stack(q1), np.stack(q2), ida, idb, mirror, dtype, want_nngp, arch.order)
+        xa, xb, np.stack(q1), np.stack(q2), ida, idb, mirror, dtype, want_nngp, arch.order,
+        series)
     if tabled:
         _redo_off_table(plan, (xa, xb, q1, q2, ida, idb), mirror, nngp, outs)
     return nngp, outs
+
+
+def _array_block(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bool,
+                 dtype: Any) -> tuple[Array | None, list[Array]]:
+    """A block of a compiled plan computed on the array path instead (tile by tile)."""
+    array = replace(plan, executor="array")
+    rows, cols = block
+    if rows == slice(None) and cols == slice(None):
+        nngp, outs = _tiled(array, inputs, dtype, DEFAULT_TILE, mirror)
+        return (nngp if plan.want_nngp else None), outs
+    return compute_tile(array, inputs, rows, cols)
 
 
 def _redo_off_table(plan: Plan, tile_args: tuple, mirror: bool, nngp, outs) -> None:

@@ -194,3 +194,34 @@ def test_many_distinct_points_are_expanded_in_groups(monkeypatch):
     monkeypatch.setattr(hermite, "_GROUP", 1024)
     hermite.clear_cache()
     assert np.array_equal(hermite.mehler_pair(f, f, q, q, q), diag, equal_nan=True)
+
+
+@pytest.mark.skipif("compiled" not in gk.kernels.ops.available_executors(),
+                    reason="no compiled CPU path")
+def test_compiled_recursion_sums_the_series():
+    """The compiled fused recursion takes series pairs (sigmoid and atan surrogates facing
+    each other) when every point is served: the same kernels as the array path to
+    ~1e-14 (only the coefficients round differently: the compiled loop sums the nodes in
+    another order), symmetric and cross; a pair with a point that is not served (atan
+    at a large q) goes to the array path whole."""
+    from gpukern import planner
+    from gpukern.kernels import cpu_fused
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 3))
+    for sur, served in ((S.sigmoid(2.0), True), (S.atan(1.0, 0.5), True), (S.atan(3.0), False)):
+        net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+        sides = [(net.side("left", "surrogate"), net.side("right", "surrogate"))]
+        assert cpu_fused.series_pair(*sides[0])
+        assert planner.plan(net.arch, [net.pair("surrogate", "surrogate")]).executor == "compiled"
+        q = np.stack([q for q in planner.prepare(net.arch, x, None).q1])
+        assert (cpu_fused.series_rows(sides, q, q) is not None) == served
+        for a, b in ((x, None), (x[:15], x[10:])):
+            got = net.kernels(a, b, which=("nngp", "surrogate", "sgntk"))
+            with gk.kernels.ops.use_executor("array"):
+                ref = net.kernels(a, b, which=("nngp", "surrogate", "sgntk"))
+            for k in got:
+                np.testing.assert_allclose(got[k], ref[k], rtol=0,
+                                           atol=1e-13 * np.abs(ref[k]).max())
+    assert not cpu_fused.series_pair(S.fast_sigmoid(2.0), S.fast_sigmoid(2.0))
+    assert not cpu_fused.series_pair(S.sigmoid(2.0), gk.functions.GaussianBump(0.5))

@@ -22,11 +22,13 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import hermite
 from ..functions import Constant, GaussianBump, ScalarFunction
 from ..gaussian import DEFAULT_ORDER, has_closed_pair, has_closed_shifted_pair
 from ..registry import MAX_PAIRS, TABLE_PANEL, Kind, closed_avg
@@ -110,8 +112,10 @@ def library() -> ctypes.CDLL | None:
     head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _D, _I64, _I64, ctypes.c_int,
             ctypes.c_double, ctypes.c_double, _D, _D, _D, _I64, ctypes.c_int, ctypes.c_int]
     # ..., depth, sw2, sb2, own, fns, tables, offsets, npairs, upper
-    lib.gk_cpu_recursion_f64.argtypes = head + [_D, _D]
-    lib.gk_cpu_recursion_f32.argtypes = head + [_F, _F]
+    # ..., series_on, series_coef, series_off1, series_len1, series_off2, series_len2
+    series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64]
+    lib.gk_cpu_recursion_f64.argtypes = head + series + [_D, _D]
+    lib.gk_cpu_recursion_f32.argtypes = head + series + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
     for suffix, ptr in (("f64", _D), ("f32", _F)):
         fn = getattr(lib, f"gk_cpu_map_{suffix}")
@@ -337,14 +341,24 @@ def _term_pair_ok(a: ScalarFunction, sa: float, b: ScalarFunction, sb: float) ->
 
 
 def supports(sigma: ScalarFunction, pairs) -> bool:
-    """True when the CPU loop computes these kernels: closed forms (as on the GPU), and
-    a quadrature function facing a bump or constant, through a table of its average;
-    term by term for sums and thresholds."""
+    """True when the CPU loop computes these kernels: closed forms (as on the GPU), a
+    quadrature function facing a bump or constant through a table of its average (term by
+    term for sums and thresholds), and pairs of two analytic built-in functions by Mehler's
+    series (:func:`series_pair`)."""
     if (len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma)
             or sigma.descriptor() is None):
         return False
-    return all(_term_pair_ok(a, sa, b, sb)
-               for f, g in pairs for a, sa in f.terms() for b, sb in g.terms())
+    return all(series_pair(f, g) or all(_term_pair_ok(a, sa, b, sb) for a, sa in f.terms()
+                                        for b, sb in g.terms())
+               for f, g in pairs)
+
+
+def series_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """The CPU loop sums E[f(u) g(v)] by Mehler's series: both sides single built-in terms
+    (no threshold) of analytic kinds, whose pair has no closed form or table."""
+    return (not f.shifted and not g.shifted and f.kind is not None and g.kind is not None
+            and hermite.serves(f) and hermite.serves(g)
+            and not _term_pair_ok(f, 0.0, g, 0.0))
 
 
 def _needs_table(term: ScalarFunction, shift: float, partner: ScalarFunction) -> bool:
@@ -379,9 +393,75 @@ def _plan(sigma, pairs, q_max: float, order: int):
             bool(tables))
 
 
+SERIES_BUDGET = 1 << 25
+"""Doubles of series coefficient rows one compiled call may hold (256 MB); beyond it the
+call goes to the array path, which expands its tiles' points a group at a time."""
+
+
+@dataclass
+class SeriesRows:
+    """The SeriesPairs of cpu_kernels.cpp: per pair whether it is a series, one buffer of
+    coefficient rows (one row per distinct q, shared by the points that have it), and per
+    (pair, layer, point) the offset of the point's row and its series length."""
+
+    on: np.ndarray  # (npairs,) int32
+    coef: np.ndarray  # flat float64
+    off1: np.ndarray  # (npairs, depth, n1) int64
+    len1: np.ndarray
+    off2: np.ndarray  # (npairs, depth, n2) int64
+    len2: np.ndarray
+
+    def pointers(self) -> list:
+        return [self.on.ctypes.data_as(ctypes.POINTER(ctypes.c_int)), _ptr(self.coef, _D),
+                _ptr(self.off1, _I64), _ptr(self.len1, _I64), _ptr(self.off2, _I64),
+                _ptr(self.len2, _I64)]
+
+
+def series_rows(pairs, q1: np.ndarray, q2: np.ndarray) -> SeriesRows | None:
+    """Coefficient rows for the pairs that :func:`series_pair` sums, at every layer's
+    diagonals q1 (depth, n1), q2 (depth, n2): each point's row long enough for every
+    partner (max of both series lengths). None where no pair is a series, where a point's
+    series is not served (too many terms: those entries take the reduced pair, on the array
+    path) or where the rows would exceed SERIES_BUDGET."""
+    on = np.array([series_pair(f, g) for f, g in pairs], dtype=np.int32)
+    if not on.any():
+        return None
+    depth, n1, n2 = q1.shape[0], q1.shape[1], q2.shape[1]
+    off1 = np.zeros((len(pairs), depth, n1), dtype=np.int64)
+    off2 = np.zeros((len(pairs), depth, n2), dtype=np.int64)
+    len1 = np.full((len(pairs), depth, n1), -1, dtype=np.int64)
+    len2 = np.full((len(pairs), depth, n2), -1, dtype=np.int64)
+    chunks: list[np.ndarray] = []
+    used = 0
+    for p, (f, g) in enumerate(pairs):
+        if not on[p]:
+            continue
+        for layer in range(depth):
+            u1, i1 = np.unique(q1[layer], return_inverse=True)
+            u2, i2 = np.unique(q2[layer], return_inverse=True)
+            n_f, n_g = hermite.series_lengths(f, u1), hermite.series_lengths(g, u2)
+            if (n_f < 0).any() or (n_g < 0).any():
+                return None  # mixed routes: the array path takes them entry by entry
+            longest = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1)))
+            for fn, u, inv, lengths, off, ln in ((f, u1, i1, n_f, off1, len1),
+                                                 (g, u2, i2, n_g, off2, len2)):
+                if used + u.size * (longest + 1) > SERIES_BUDGET:
+                    return None
+                rows, _ = hermite.coefficients(fn, u, np.where(lengths >= 0, longest, -1))
+                rows = np.ascontiguousarray(rows[:, :longest + 1])
+                chunks.append(rows.reshape(-1))
+                starts = used + np.arange(u.size, dtype=np.int64) * rows.shape[1]
+                used += rows.size
+                off[p, layer] = starts[inv.reshape(-1)]
+                ln[p, layer] = lengths[inv.reshape(-1)]
+    coef = np.concatenate(chunks) if chunks else np.zeros(1)
+    return SeriesRows(on, coef, off1, len1, off2, len2)
+
+
 def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,
               x2: np.ndarray, q1: np.ndarray, q2: np.ndarray, id1: np.ndarray, id2: np.ndarray,
-              upper: bool, dtype: Any, want_nngp: bool = True, order: int = DEFAULT_ORDER
+              upper: bool, dtype: Any, want_nngp: bool = True, order: int = DEFAULT_ORDER,
+              series: SeriesRows | None = None
               ) -> tuple[np.ndarray | None, list[np.ndarray], bool]:
     """NNGP and kernels of x1 (n1, n0) against x2 (n2, n0) in one call.
 
@@ -389,8 +469,10 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     (:meth:`gpukern.architecture.Architecture.own_terms`).
     q1 (depth, n1), q2 (depth, n2): the layer diagonals; id1, id2: row ids. ``upper``
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
-    Outputs are written in ``dtype`` (float32 or float64), computed in float64. The last
-    value is True when tables were used: entries off their range are NaN then.
+    ``series``: the coefficient rows of the pairs summed by Mehler's series
+    (:func:`series_rows`). Outputs are written in ``dtype`` (float32 or float64), computed
+    in float64. The last value is True when tables or series were used: entries off a
+    table's range or with a point whose series is not served are NaN then.
     """
     lib = library()
     if lib is None or len(pairs) > MAX_PAIRS:
@@ -411,8 +493,9 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
             _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(own, _D), _ptr(fns, _D),
             _ptr(tables, _D),
             _ptr(offsets, _I64), len(pairs), int(upper),
+            *(series.pointers() if series is not None else [None] * 6),
             _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:
         raise RuntimeError("the CPU recursion met a pair without a closed form "
                            "(supports() said yes)")
-    return nngp, [kout[p] for p in range(len(pairs))], tabled
+    return nngp, [kout[p] for p in range(len(pairs))], tabled or series is not None

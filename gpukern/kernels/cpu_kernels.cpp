@@ -43,6 +43,7 @@ double sin(double) noexcept;
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <vector>
 
 #include "gpukern/recursion.cuh"
@@ -315,6 +316,53 @@ struct NextDetChunk {
 };
 
 // Per-thread state: the chunk's buffers.
+// Pairs summed by Mehler's series (gpukern/hermite.py): for pair p (on[p] != 0) and
+// layer l, point i of x1 has its Hermite coefficient row at coef + off1[(p depth + l) n1 + i]
+// and its series length len1[...] (-1: not served), and so for x2.
+struct SeriesPairs {
+  const int* on = nullptr;
+  const double* coef = nullptr;
+  const int64_t* off1 = nullptr;
+  const int64_t* len1 = nullptr;
+  const int64_t* off2 = nullptr;
+  const int64_t* len2 = nullptr;
+};
+
+// A chunk of pair p's values at layer l by the series (NaN where a point is not served:
+// the caller recomputes those rows on the array path); rho = c / sqrt(q q'), clipped.
+void series_chunk(const SeriesPairs& s, int p, int l, int depth, int64_t n1, int64_t n2,
+                  int i, int j0, int len, double q, const double* qp, const double* c,
+                  double* __restrict out) {
+  constexpr int G = 8;
+  const int64_t base1 = ((int64_t)p * depth + l) * n1 + i;
+  const int64_t base2 = ((int64_t)p * depth + l) * n2 + j0;
+  const int64_t la = s.len1[base1];
+  const double* ra = s.coef + s.off1[base1];
+  for (int j = len; j < kChunk; ++j) out[j] = 0.0;
+  for (int g0 = 0; g0 < len; g0 += G) {
+    const double* rows_a[G];
+    const double* rows_b[G];
+    long long n[G];
+    double rho[G], val[G];
+    int at[G], count = 0;
+    for (int j = g0; j < std::min(len, g0 + G); ++j) {
+      const int64_t lb = s.len2[base2 + j];
+      if (la < 0 || lb < 0) {
+        out[j] = std::numeric_limits<double>::quiet_NaN();
+        continue;
+      }
+      const double r = c[j] / std::sqrt(q * qp[j]);
+      rows_a[count] = ra;
+      rows_b[count] = s.coef + s.off2[base2 + j];
+      n[count] = la > lb ? la : lb;
+      rho[count] = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
+      at[count++] = j;
+    }
+    gk::mehler_series<G>(rows_a, rows_b, n, rho, count, val);
+    for (int k = 0; k < count; ++k) out[at[k]] = val[k];
+  }
+}
+
 struct Work {
   Buf gram, sig, next, own, c, det, d, qp, same, shared, carry, tmp;
   Buf k[gk::kMaxPairs];
@@ -324,7 +372,8 @@ template <typename Out>
 int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
               double sb2, const double* own, const double* fns, const double* tables,
-              const int64_t* offsets, int npairs, int upper, Out* nngp, Out* kout) {
+              const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
+              Out* nngp, Out* kout) {
   // the descriptors one after the other: sigma, then left/right per pair
   const double* at = fns;
   int first_term = 0;
@@ -445,7 +494,9 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           }
           for (int p = 0; p < npairs; ++p) {
             double* __restrict dp = p == twin ? w->shared.v : d;
-            if (p != twin)
+            if (series.on && series.on[p])
+              series_chunk(series, p, l, depth, n1, n2, i, j0, len, q, qp, c, d);
+            else if (p != twin)
               good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d, w->tmp.v) && good;
             double* __restrict kp = w->k[p].v;
 #pragma omp simd aligned(kp, dp, own_l : kAlign)
@@ -678,9 +729,10 @@ template <typename Out>
 int run(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
         const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
         double sb2, const double* own, const double* fns, const double* tables,
-        const int64_t* offsets, int npairs, int upper, Out* nngp, Out* kout) {
+        const int64_t* offsets, int npairs, int upper, const SeriesPairs& series, Out* nngp,
+        Out* kout) {
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
-                                fns, tables, offsets, npairs, upper, nngp, kout);
+                                fns, tables, offsets, npairs, upper, series, nngp, kout);
   if (upper) {
     if (nngp) mirror(n1, nngp);
     for (int p = 0; p < npairs; ++p) mirror(n1, kout + (int64_t)p * n1 * n1);
@@ -698,27 +750,39 @@ extern "C" {
 // alpha_l E_l + beta_l (Architecture.own_terms). fns: sigma's descriptor, then left/right per pair; a
 // kTable term t reads its coefficients at tables + offsets[t]. upper != 0
 // (x2 is x1, all kernels symmetric): the upper triangle is computed and mirrored. Returns
-// 0 if a pair has no closed form; entries outside a table's panels are NaN.
+// 0 if a pair has no closed form; entries outside a table's panels are NaN. series_on
+// (npairs, or null): pairs summed by Mehler's series from the coefficient rows of
+// series_coef (see SeriesPairs); NaN where a point's series is not served.
 // fns holds the descriptors one after the other ({n, then kind, a, b, c, shift per term});
 // offsets is indexed by term, counted over all of them.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,
                          const double* own, const double* fns, const double* tables,
-                         const int64_t* offsets, int npairs, int upper, double* nngp,
+                         const int64_t* offsets, int npairs, int upper,
+                         const int* series_on, const double* series_coef,
+                         const int64_t* series_off1, const int64_t* series_len1,
+                         const int64_t* series_off2, const int64_t* series_len2, double* nngp,
                          double* kout) {
+  const SeriesPairs series{series_on, series_coef, series_off1, series_len1, series_off2,
+                           series_len2};
   return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
-                     offsets, npairs, upper, nngp, kout);
+                 offsets, npairs, upper, series, nngp, kout);
 }
 
 int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double* x2,
                          const double* q1, const double* q2, const int64_t* id1,
                          const int64_t* id2, int depth, double sw2, double sb2,
                          const double* own, const double* fns, const double* tables,
-                         const int64_t* offsets, int npairs, int upper, float* nngp,
+                         const int64_t* offsets, int npairs, int upper,
+                         const int* series_on, const double* series_coef,
+                         const int64_t* series_off1, const int64_t* series_len1,
+                         const int64_t* series_off2, const int64_t* series_len2, float* nngp,
                          float* kout) {
+  const SeriesPairs series{series_on, series_coef, series_off1, series_len1, series_off2,
+                           series_len2};
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
-                     offsets, npairs, upper, nngp, kout);
+                 offsets, npairs, upper, series, nngp, kout);
 }
 
 // E[f(u) g(v)] of m entries by the reduced pair's outer rule (gpukern/gaussian.py,
