@@ -125,9 +125,11 @@ def clear_cache() -> None:
     _CACHE_DOUBLES[0] = 0
 
 
-def _key(f: ScalarFunction, q: float) -> tuple[ScalarFunction, float, bool]:
-    # the compiled loop and the array code round differently: each keeps its own rows
-    return f, q, ops.compiled_cpu()
+def _keys(f: ScalarFunction, q: np.ndarray) -> list[tuple[ScalarFunction, float, bool]]:
+    """The cache keys of f at the points q (the compiled loop and the array code round
+    differently: each keeps its own rows; which one runs is looked up once per call)."""
+    compiled = ops.compiled_cpu()
+    return [(f, float(v), compiled) for v in q]
 
 
 def _weighted(f: ScalarFunction, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,7 +159,8 @@ def _block(weighted: np.ndarray, b: int, coarse: bool = False) -> np.ndarray:
 def _points(f: ScalarFunction, q: np.ndarray) -> list[_Point]:
     """Each point's series taken block by block until its Parseval tail is met (its length)
     or a block fails the coarse-rule check or MAX_TERMS is passed (not served)."""
-    found: list[_Point | None] = [_CACHE.get(_key(f, float(v))) for v in q]
+    keys = _keys(f, q)
+    found: list[_Point | None] = [_CACHE.get(key) for key in keys]
     todo = np.array([i for i, pt in enumerate(found) if pt is None], dtype=np.int64)
     for i0 in range(0, todo.size, _POINTS):
         rows = todo[i0:i0 + _POINTS]
@@ -189,7 +192,7 @@ def _points(f: ScalarFunction, q: np.ndarray) -> list[_Point]:
             b += 1
         for k, pt in zip(rows, pts):
             found[k] = pt
-            _remember(f, float(q[k]), pt)
+            _remember(keys[k], pt)
     return found  # type: ignore[return-value]
 
 
@@ -211,10 +214,9 @@ def _extend(f: ScalarFunction, q: np.ndarray, pts: list[_Point], need: np.ndarra
                 pts[chunk[j]].coef = np.concatenate([pts[chunk[j]].coef, block[row]])
 
 
-def _remember(f: ScalarFunction, q: float, pt: _Point) -> None:
+def _remember(key: tuple[ScalarFunction, float, bool], pt: _Point) -> None:
     """Keep a point's series (values never depend on the batch, so a cached row changes no
     number); oldest first out beyond _CACHE_LIMIT doubles."""
-    key = _key(f, q)
     old = _CACHE.pop(key, None)
     if old is not None:
         _CACHE_DOUBLES[0] -= old.coef.size
@@ -236,8 +238,8 @@ def coefficients(f: ScalarFunction, q: np.ndarray, need: np.ndarray | None = Non
     need = length if need is None else np.maximum(np.asarray(need, np.int64), length)
     need = np.minimum(need, MAX_TERMS)
     _extend(f, q, pts, need)
-    for k, pt in enumerate(pts):
-        _remember(f, float(q[k]), pt)
+    for key, pt in zip(_keys(f, q), pts):  # their rows grew: the cache's count with them
+        _remember(key, pt)
     a = np.zeros((q.size, int(need.max(initial=-1)) + 1))
     for k, pt in enumerate(pts):
         if need[k] >= 0:
@@ -268,7 +270,7 @@ def mehler_pair(f: ScalarFunction, g: ScalarFunction, q: Array, qp: Array, c: Ar
     qh, qph, ch = np.broadcast_arrays(qh, qph, ch)
     uq, uqp = np.unique(_compact(qh)), np.unique(_compact(qph))
     if max(uq.size, uqp.size) <= _GROUP:
-        return BACKEND.xp.asarray(_series(f, g, qh, qph, ch))
+        return BACKEND.xp.asarray(_series(f, g, qh, qph, ch, uq, uqp))
     # entries grouped by blocks of _GROUP distinct q and q' (a diagonal, a flat batch)
     iq, iqp = _index(qh, uq), _index(qph, uqp)
     block = (iq // _GROUP) * (uqp.size // _GROUP + 1) + iqp // _GROUP
@@ -277,18 +279,17 @@ def mehler_pair(f: ScalarFunction, g: ScalarFunction, q: Array, qp: Array, c: Ar
     out = np.empty(iq.size)
     flat = [v.reshape(-1) for v in (qh, qph, ch)]
     for rows in np.split(order, edges):
-        out[rows] = _series(f, g, *(v[rows] for v in flat))
+        sub = [v[rows] for v in flat]
+        out[rows] = _series(f, g, *sub, np.unique(sub[0]), np.unique(sub[1]))
     return BACKEND.xp.asarray(out)
 
 
 def _series(f: ScalarFunction, g: ScalarFunction, qh: np.ndarray, qph: np.ndarray,
-            ch: np.ndarray) -> np.ndarray:
-    """mehler_pair on host arrays of equal shape (few distinct q, q'), flat."""
+            ch: np.ndarray, uq: np.ndarray, uqp: np.ndarray) -> np.ndarray:
+    """mehler_pair on host arrays of equal shape with few distinct q, q' (sorted: uq, uqp),
+    flat."""
     if f == g:  # one set of points for both sides
-        uq = uqp = np.unique(np.concatenate([np.unique(_compact(qh)),
-                                             np.unique(_compact(qph))]))
-    else:
-        uq, uqp = np.unique(_compact(qh)), np.unique(_compact(qph))
+        uq = uqp = np.union1d(uq, uqp)
     iq, iqp = _index(qh, uq), _index(qph, uqp)
     na = series_lengths(f, uq)
     nb = na if f == g else series_lengths(g, uqp)

@@ -178,15 +178,15 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
     q1 = [q[rows] for q in inputs.q1]
     q2 = [q[cols] for q in inputs.q2]
     ida, idb = inputs.ids1[rows], inputs.ids2[cols]
+    q1s, q2s = np.stack(q1), np.stack(q2)
     series = None
     if any(cpu_fused.series_pair(f, g) for f, g in plan.sides):
-        series = cpu_fused.series_rows(plan.sides, np.stack(q1), np.stack(q2))
+        series = cpu_fused.series_rows(plan.sides, q1s, q2s)
         if series is None:  # a point not served, or rows over budget: the array path
             return _array_block(plan, inputs, block, mirror, dtype)
     nngp, outs, tabled = cpu_fused.recursion(
         arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]), arch.sigma, plan.sides,
-        xa, xb, np.stack(q1), np.stack(q2), ida, idb, mirror, dtype, want_nngp, arch.order,
-        series)
+        xa, xb, q1s, q2s, ida, idb, mirror, dtype, want_nngp, arch.order, series)
     if tabled:
         _redo_off_table(plan, (xa, xb, q1, q2, ida, idb), mirror, nngp, outs)
     return nngp, outs
@@ -198,8 +198,7 @@ def _array_block(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror:
     array = replace(plan, executor="array")
     rows, cols = block
     if rows == slice(None) and cols == slice(None):
-        nngp, outs = _tiled(array, inputs, dtype, DEFAULT_TILE, mirror)
-        return (nngp if plan.want_nngp else None), outs
+        return _tiled(array, inputs, dtype, DEFAULT_TILE, mirror)
     return compute_tile(array, inputs, rows, cols)
 
 

@@ -447,8 +447,7 @@ def series_rows(pairs, q1: np.ndarray, q2: np.ndarray) -> SeriesRows | None:
                                                  (g, u2, i2, n_g, off2, len2)):
                 if used + u.size * (longest + 1) > SERIES_BUDGET:
                     return None
-                rows, _ = hermite.coefficients(fn, u, np.where(lengths >= 0, longest, -1))
-                rows = np.ascontiguousarray(rows[:, :longest + 1])
+                rows, _ = hermite.coefficients(fn, u, np.full(u.size, longest))  # all served
                 chunks.append(rows.reshape(-1))
                 starts = used + np.arange(u.size, dtype=np.int64) * rows.shape[1]
                 used += rows.size
