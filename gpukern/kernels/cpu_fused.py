@@ -112,8 +112,9 @@ def library() -> ctypes.CDLL | None:
     head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _D, _D, _D, _D, _I64, _I64, ctypes.c_int,
             ctypes.c_double, ctypes.c_double, _D, _D, _D, _I64, ctypes.c_int, ctypes.c_int]
     # ..., depth, sw2, sb2, own, fns, tables, offsets, npairs, upper
-    # ..., series_on, series_coef, series_off1, series_len1, series_off2, series_len2
-    series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64]
+    # ..., series_on, series_coef, series_off1, series_len1, series_off2, series_width2,
+    # series_len2, series_order
+    series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64, _I64, _I64]
     lib.gk_cpu_recursion_f64.argtypes = head + series + [_D, _D]
     lib.gk_cpu_recursion_f32.argtypes = head + series + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
@@ -398,23 +399,35 @@ SERIES_BUDGET = 1 << 25
 call goes to the array path, which expands its tiles' points a group at a time."""
 
 
+SERIES_LANES = 32
+"""Columns the compiled loop sums a series for at once (kSeriesLanes in cpu_kernels.cpp)."""
+
+
 @dataclass
 class SeriesRows:
     """The SeriesPairs of cpu_kernels.cpp: per pair whether it is a series, one buffer of
-    coefficient rows (one row per distinct q, shared by the points that have it), and per
-    (pair, layer, point) the offset of the point's row and its series length."""
+    coefficient rows, and per (pair, layer, point) the series length. x1's rows are one per
+    distinct q, shared by the points that have it (offsets ``off1`` per point); x2's are
+    stored per (pair, layer) in blocks of SERIES_LANES points, term-major inside a block
+    (``width2`` terms per point, from ``off2``; then again with each point's terms beyond
+    its own length zeroed), so that the loop streams a group of columns' terms. The loop
+    visits x2's points (and x1's, when symmetric) in ``order``, by increasing first-layer
+    q: series lengths grow with q, so a group's lengths are alike; x2's lengths and blocks
+    are in that order."""
 
     on: np.ndarray  # (npairs,) int32
     coef: np.ndarray  # flat float64
     off1: np.ndarray  # (npairs, depth, n1) int64
     len1: np.ndarray
-    off2: np.ndarray  # (npairs, depth, n2) int64
-    len2: np.ndarray
+    off2: np.ndarray  # (npairs, depth) int64
+    width2: np.ndarray  # (npairs, depth) int64
+    len2: np.ndarray  # (npairs, depth, n2) int64, in ``order``
+    order: np.ndarray  # (n2,) int64
 
     def pointers(self) -> list:
         return [self.on.ctypes.data_as(ctypes.POINTER(ctypes.c_int)), _ptr(self.coef, _D),
                 _ptr(self.off1, _I64), _ptr(self.len1, _I64), _ptr(self.off2, _I64),
-                _ptr(self.len2, _I64)]
+                _ptr(self.width2, _I64), _ptr(self.len2, _I64), _ptr(self.order, _I64)]
 
 
 def series_rows(pairs, q1: np.ndarray, q2: np.ndarray) -> SeriesRows | None:
@@ -427,11 +440,14 @@ def series_rows(pairs, q1: np.ndarray, q2: np.ndarray) -> SeriesRows | None:
     if not on.any():
         return None
     depth, n1, n2 = q1.shape[0], q1.shape[1], q2.shape[1]
-    off1 = np.zeros((len(pairs), depth, n1), dtype=np.int64)
-    off2 = np.zeros((len(pairs), depth, n2), dtype=np.int64)
-    len1 = np.full((len(pairs), depth, n1), -1, dtype=np.int64)
-    len2 = np.full((len(pairs), depth, n2), -1, dtype=np.int64)
-    chunks: list[np.ndarray] = []
+    order = np.argsort(q2[0], kind="stable")
+    q2 = q2[:, order]
+    shape = (len(pairs), depth)
+    off1, len1 = np.zeros(shape + (n1,), np.int64), np.full(shape + (n1,), -1, np.int64)
+    off2, width2 = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    len2 = np.full(shape + (n2,), -1, np.int64)
+    groups = -(-n2 // SERIES_LANES)
+    todo = []  # the layout first (sizes, budget), then the rows written in place
     used = 0
     for p, (f, g) in enumerate(pairs):
         if not on[p]:
@@ -439,22 +455,34 @@ def series_rows(pairs, q1: np.ndarray, q2: np.ndarray) -> SeriesRows | None:
         for layer in range(depth):
             u1, i1 = np.unique(q1[layer], return_inverse=True)
             u2, i2 = np.unique(q2[layer], return_inverse=True)
+            i1, i2 = i1.reshape(-1), i2.reshape(-1)
             n_f, n_g = hermite.series_lengths(f, u1), hermite.series_lengths(g, u2)
             if (n_f < 0).any() or (n_g < 0).any():
                 return None  # mixed routes: the array path takes them entry by entry
-            longest = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1)))
-            for fn, u, inv, lengths, off, ln in ((f, u1, i1, n_f, off1, len1),
-                                                 (g, u2, i2, n_g, off2, len2)):
-                if used + u.size * (longest + 1) > SERIES_BUDGET:
-                    return None
-                rows, _ = hermite.coefficients(fn, u, np.full(u.size, longest))  # all served
-                chunks.append(rows.reshape(-1))
-                starts = used + np.arange(u.size, dtype=np.int64) * rows.shape[1]
-                used += rows.size
-                off[p, layer] = starts[inv.reshape(-1)]
-                ln[p, layer] = lengths[inv.reshape(-1)]
-    coef = np.concatenate(chunks) if chunks else np.zeros(1)
-    return SeriesRows(on, coef, off1, len1, off2, len2)
+            terms = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1))) + 1
+            off1[p, layer], len1[p, layer] = used + i1 * terms, n_f[i1]
+            off2[p, layer], width2[p, layer] = used + u1.size * terms, terms
+            len2[p, layer] = n_g[i2]
+            todo.append((f, g, u1, u2, i2, n_g, terms, used))
+            used += (u1.size + 2 * groups * SERIES_LANES) * terms
+            if used > SERIES_BUDGET:
+                return None
+    coef = np.empty(max(used, 1))
+    for f, g, u1, u2, i2, n_g, terms, start in todo:
+        rows, _ = hermite.coefficients(f, u1, np.full(u1.size, terms - 1))  # all served
+        coef[start:start + rows.size] = rows.reshape(-1)
+        if not (f == g and np.array_equal(u1, u2)):  # else the same rows both sides
+            rows, _ = hermite.coefficients(g, u2, np.full(u2.size, terms - 1))
+        by_point = np.zeros((groups * SERIES_LANES, terms))  # zeros: the last group's padding
+        by_point[:n2] = rows[i2]
+        at = start + u1.size * terms  # x2's blocks follow x1's rows: full, then zeroed
+        for copy in range(2):
+            if copy:
+                by_point[:n2][np.arange(terms) > n_g[i2][:, None]] = 0.0
+            blocks = coef[at:at + by_point.size].reshape(groups, terms, SERIES_LANES)
+            blocks[...] = by_point.reshape(groups, SERIES_LANES, terms).transpose(0, 2, 1)
+            at += by_point.size
+    return SeriesRows(on, coef, off1, len1, off2, width2, len2, order)
 
 
 def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,
@@ -492,7 +520,7 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
             _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(own, _D), _ptr(fns, _D),
             _ptr(tables, _D),
             _ptr(offsets, _I64), len(pairs), int(upper),
-            *(series.pointers() if series is not None else [None] * 6),
+            *(series.pointers() if series is not None else [None] * 8),
             _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:
         raise RuntimeError("the CPU recursion met a pair without a closed form "

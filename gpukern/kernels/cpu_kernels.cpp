@@ -315,56 +315,83 @@ struct NextDetChunk {
   }
 };
 
-// Per-thread state: the chunk's buffers.
 // Pairs summed by Mehler's series (gpukern/hermite.py): for pair p (on[p] != 0) and
 // layer l, point i of x1 has its Hermite coefficient row at coef + off1[(p depth + l) n1 + i]
-// and its series length len1[...] (-1: not served), and so for x2.
+// and its series length len1[...] (-1: not served); len2 likewise for x2. x2's rows are
+// stored in blocks of kSeriesLanes points, term-major inside a block: term k of point j
+// at coef + off2[p depth + l] + ((j / kSeriesLanes) width2[p depth + l] + k) kSeriesLanes
+// + j % kSeriesLanes, width2 terms per point (the layer's longest series + 1), so that a
+// group of columns reads its terms as one contiguous stream; the same again right after
+// (from off2 + groups width2 kSeriesLanes) with each point's terms beyond its own
+// length set to 0. order (or null: as given): the loop's column j is point order[j] of
+// x2 (its rows likewise when upper), points sorted so that a group's series are of
+// similar lengths; x2's lengths and blocks are in that order, x1's by point.
+constexpr int kSeriesLanes = 32;
 struct SeriesPairs {
   const int* on = nullptr;
   const double* coef = nullptr;
   const int64_t* off1 = nullptr;
   const int64_t* len1 = nullptr;
   const int64_t* off2 = nullptr;
+  const int64_t* width2 = nullptr;
   const int64_t* len2 = nullptr;
+  const int64_t* order = nullptr;
 };
 
-// A chunk of pair p's values at layer l by the series (NaN where a point is not served:
-// the caller recomputes those rows on the array path); rho = c / sqrt(q q'), clipped.
-void series_chunk(const SeriesPairs& s, int p, int l, int depth, int64_t n1, int64_t n2,
-                  int i, int j0, int len, double q, const double* qp, const double* c,
-                  double* __restrict out) {
-  constexpr int G = 8;
-  const int64_t base1 = ((int64_t)p * depth + l) * n1 + i;
-  const int64_t base2 = ((int64_t)p * depth + l) * n2 + j0;
-  const int64_t la = s.len1[base1];
-  const double* ra = s.coef + s.off1[base1];
-  for (int j = len; j < kChunk; ++j) out[j] = 0.0;
-  for (int g0 = 0; g0 < len; g0 += G) {
-    const double* rows_a[G];
-    const double* rows_b[G];
-    long long n[G];
-    double rho[G], val[G];
-    int at[G], count = 0;
-    for (int j = g0; j < std::min(len, g0 + G); ++j) {
-      const int64_t lb = s.len2[base2 + j];
-      if (la < 0 || lb < 0) {
-        out[j] = std::numeric_limits<double>::quiet_NaN();
-        continue;
-      }
-      const double r = c[j] / std::sqrt(q * qp[j]);
-      rows_a[count] = ra;
-      rows_b[count] = s.coef + s.off2[base2 + j];
-      n[count] = la > lb ? la : lb;
-      rho[count] = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
-      at[count++] = j;
-    }
-    gk::mehler_series<G>(rows_a, rows_b, n, rho, count, val);
-    for (int k = 0; k < count; ++k) out[at[k]] = val[k];
+// acc[j] = acc[j] rho[j] + a[k] b[k kSeriesLanes + j] for k = from, ..., to (downwards).
+inline void horner_lanes(double* __restrict acc, const double* __restrict rho,
+                         const double* __restrict a, const double* __restrict b, int64_t from,
+                         int64_t to) {
+  for (int64_t k = from; k >= to; --k) {
+    const double ak = a[k];
+    const double* __restrict bk = b + k * kSeriesLanes;
+#pragma omp simd
+    for (int j = 0; j < kSeriesLanes; ++j) acc[j] = acc[j] * rho[j] + ak * bk[j];
   }
 }
 
+// A chunk of pair p's values at layer l by the series (NaN where a point is not served:
+// the caller recomputes those rows on the array path); rho = c / sqrt(q q'), clipped;
+// j0 a multiple of kSeriesLanes. Entry j sums terms n_j = max(len1, len2) down to 0 by
+// Horner, the same expression in the same order as gk::mehler_series (so the same numbers
+// as the array path). Columns go kSeriesLanes at a time, sums held in registers: terms
+// above len1 from the zeroed rows (a point's terms beyond n_j add 0 to a sum still 0),
+// the others from the full rows (every entry sums them). rho: kChunk scratch.
+void series_chunk(const SeriesPairs& s, int p, int l, int depth, int64_t n1, int64_t n2,
+                  int i, int j0, int len, double q, const double* qp, const double* c,
+                  double* __restrict out, double* __restrict rho) {
+  const int64_t layer = (int64_t)p * depth + l;
+  const int64_t la = s.len1[layer * n1 + i];
+  const double* __restrict ra = s.coef + s.off1[layer * n1 + i];
+  const int64_t* lb = s.len2 + layer * n2 + j0;
+  const int64_t width = s.width2[layer];
+  const int64_t groups = (n2 + kSeriesLanes - 1) / kSeriesLanes;
+  const double* full = s.coef + s.off2[layer] + (j0 / kSeriesLanes) * width * kSeriesLanes;
+  const double* zeroed = full + groups * width * kSeriesLanes;
+  bool served = la >= 0;
+  for (int j = 0; j < kChunk; ++j) {
+    served = served && (j >= len || lb[j] >= 0);
+    const double r = j < len ? c[j] / std::sqrt(q * qp[j]) : 0.0;
+    rho[j] = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
+  }
+  if (!served) {  // series_rows sends none; a guard against a silent wrong value
+    for (int j = 0; j < len; ++j) out[j] = std::numeric_limits<double>::quiet_NaN();
+    return;
+  }
+  for (int g0 = 0; g0 < len; g0 += kSeriesLanes) {
+    int64_t top = la;
+    for (int j = g0; j < std::min(len, g0 + kSeriesLanes); ++j) top = lb[j] > top ? lb[j] : top;
+    const int64_t at = (g0 / kSeriesLanes) * width * kSeriesLanes;
+    double acc[kSeriesLanes] = {};
+    horner_lanes(acc, rho + g0, ra, zeroed + at, top, la + 1);
+    horner_lanes(acc, rho + g0, ra, full + at, la, 0);
+    for (int j = 0; j < kSeriesLanes; ++j) out[g0 + j] = acc[j];
+  }
+}
+
+// Per-thread state: the chunk's buffers.
 struct Work {
-  Buf gram, sig, next, own, c, det, d, qp, same, shared, carry, tmp;
+  Buf gram, sig, next, own, c, det, d, qp, same, shared, carry, tmp, rho;
   Buf k[gk::kMaxPairs];
 };
 
@@ -394,10 +421,13 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
   const int64_t m = ((int64_t)n2 + kChunk - 1) / kChunk * kChunk + kChunk;
   std::vector<double> x2t((size_t)n0 * m, 0.0), q2p((size_t)depth * m, 1.0);
   std::vector<int64_t> id2p((size_t)m, -1);
+  const int64_t* order = series.order;  // the loop's column j is point col(j) of x2
+  auto col = [order](int64_t j) { return order ? order[j] : j; };
   for (int j = 0; j < n2; ++j) {
-    for (int k = 0; k < n0; ++k) x2t[(size_t)k * m + j] = x2[(int64_t)j * n0 + k];
-    for (int l = 0; l < depth; ++l) q2p[(size_t)l * m + j] = q2[(int64_t)l * n2 + j];
-    id2p[j] = id2[j];
+    const int64_t pj = col(j);
+    for (int k = 0; k < n0; ++k) x2t[(size_t)k * m + j] = x2[pj * n0 + k];
+    for (int l = 0; l < depth; ++l) q2p[(size_t)l * m + j] = q2[(int64_t)l * n2 + pj];
+    id2p[j] = id2[pj];
   }
   // an erf-step sigma and a pair of bumps of the same width (erf's own derivative on
   // both sides: the NTK) share the root of their closed forms: one sqrt for both
@@ -416,9 +446,12 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
     Work* w = static_cast<Work*>(std::aligned_alloc(kAlign, sizeof(Work)));
     bool good = true;
 #pragma omp for schedule(dynamic, 8)
-    for (int i = 0; i < n1; ++i) {
+    for (int ii = 0; ii < n1; ++ii) {
+      const int i = upper ? static_cast<int>(col(ii)) : ii;  // upper: rows in column order
       const double* xi = x1 + (int64_t)i * n0;
-      for (int j0 = upper ? i : 0; j0 < n2; j0 += kChunk) {
+      // from the diagonal's group of kSeriesLanes columns (the series reads whole groups;
+      // the few entries left of the diagonal are overwritten by the mirror)
+      for (int j0 = upper ? ii - ii % kSeriesLanes : 0; j0 < n2; j0 += kChunk) {
         const int len = std::min(kChunk, n2 - j0);
         double* __restrict g = w->gram.v;
         double* __restrict same = w->same.v;
@@ -466,11 +499,11 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           if (l == 0 && exact_det)
             for (int j = 0; j < len; ++j)
               if (same[j] == 0.0)
-                det[j] = gk::layer1_det(xi, x2 + (int64_t)(j0 + j) * n0, n0, sw2, sb2);
+                det[j] = gk::layer1_det(xi, x2 + col(j0 + j) * n0, n0, sw2, sb2);
           if (l == 0 && !exact_det)  // wide inputs: recompute the ill-conditioned entries
             for (int j = 0; j < len; ++j)
               if (same[j] == 0.0 && det[j] < gk::kWideDetRecheck * (q * qp[j]))
-                det[j] = gk::layer1_det_wide(xi, x2 + (int64_t)(j0 + j) * n0, n0, sw2, sb2);
+                det[j] = gk::layer1_det_wide(xi, x2 + col(j0 + j) * n0, n0, sw2, sb2);
           double* __restrict next = w->next.v;
           double* __restrict d = w->d.v;
           if (twin >= 0) {  // sigma's pair and the twin pair from one root
@@ -495,7 +528,7 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           for (int p = 0; p < npairs; ++p) {
             double* __restrict dp = p == twin ? w->shared.v : d;
             if (series.on && series.on[p])
-              series_chunk(series, p, l, depth, n1, n2, i, j0, len, q, qp, c, d);
+              series_chunk(series, p, l, depth, n1, n2, i, j0, len, q, qp, c, d, w->rho.v);
             else if (p != twin)
               good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d, w->tmp.v) && good;
             double* __restrict kp = w->k[p].v;
@@ -509,12 +542,12 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           }
           std::copy(next, next + kChunk, sig);
         }
-        const int64_t row = (int64_t)i * n2 + j0;
+        const int64_t row = (int64_t)i * n2;
         if (nngp)
-          for (int j = 0; j < len; ++j) nngp[row + j] = static_cast<Out>(sig[j]);
+          for (int j = 0; j < len; ++j) nngp[row + col(j0 + j)] = static_cast<Out>(sig[j]);
         for (int p = 0; p < npairs; ++p)
           for (int j = 0; j < len; ++j)
-            kout[(int64_t)p * n1 * n2 + row + j] = static_cast<Out>(w->k[p].v[j]);
+            kout[(int64_t)p * n1 * n2 + row + col(j0 + j)] = static_cast<Out>(w->k[p].v[j]);
       }
     }
     std::free(w);
@@ -714,15 +747,23 @@ int sgl_step(int n_nets, int n, int depth, const int* sizes, V* const* ws, V* co
   return status;
 }
 
-// Lower triangle := transpose of the upper one, in cache-sized blocks.
+// The computed triangle copied across the diagonal, in cache-sized blocks: entry (i, j)
+// was computed where rank[i] <= rank[j] (rank: a point's place in the loop's order; null:
+// the points in order, so the upper triangle).
 template <typename Out>
-void mirror(int n, Out* a) {
+void mirror(int n, Out* a, const int64_t* rank) {
   constexpr int kB = 64;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int bi = 0; bi < n; bi += kB)
     for (int bj = 0; bj <= bi; bj += kB)
       for (int i = bi; i < std::min(n, bi + kB); ++i)
-        for (int j = bj; j < std::min(i, bj + kB); ++j) a[(int64_t)i * n + j] = a[(int64_t)j * n + i];
+        for (int j = bj; j < std::min(i, bj + kB); ++j) {
+          const int64_t ij = (int64_t)i * n + j, ji = (int64_t)j * n + i;
+          if (rank && rank[i] < rank[j])
+            a[ji] = a[ij];
+          else
+            a[ij] = a[ji];
+        }
 }
 
 template <typename Out>
@@ -734,8 +775,11 @@ int run(int n1, int n2, int n0, const double* x1, const double* x2, const double
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
                                 fns, tables, offsets, npairs, upper, series, nngp, kout);
   if (upper) {
-    if (nngp) mirror(n1, nngp);
-    for (int p = 0; p < npairs; ++p) mirror(n1, kout + (int64_t)p * n1 * n1);
+    std::vector<int64_t> rank(series.order ? n1 : 0);
+    for (int j = 0; j < (series.order ? n1 : 0); ++j) rank[series.order[j]] = j;
+    const int64_t* r = series.order ? rank.data() : nullptr;
+    if (nngp) mirror(n1, nngp, r);
+    for (int p = 0; p < npairs; ++p) mirror(n1, kout + (int64_t)p * n1 * n1, r);
   }
   return ok;
 }
@@ -762,10 +806,12 @@ int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* offsets, int npairs, int upper,
                          const int* series_on, const double* series_coef,
                          const int64_t* series_off1, const int64_t* series_len1,
-                         const int64_t* series_off2, const int64_t* series_len2, double* nngp,
+                         const int64_t* series_off2, const int64_t* series_width2,
+                         const int64_t* series_len2, const int64_t* series_order,
+                         double* nngp,
                          double* kout) {
-  const SeriesPairs series{series_on, series_coef, series_off1, series_len1, series_off2,
-                           series_len2};
+  const SeriesPairs series{series_on,   series_coef,   series_off1, series_len1,
+                           series_off2, series_width2, series_len2, series_order};
   return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                  offsets, npairs, upper, series, nngp, kout);
 }
@@ -777,10 +823,12 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* offsets, int npairs, int upper,
                          const int* series_on, const double* series_coef,
                          const int64_t* series_off1, const int64_t* series_len1,
-                         const int64_t* series_off2, const int64_t* series_len2, float* nngp,
+                         const int64_t* series_off2, const int64_t* series_width2,
+                         const int64_t* series_len2, const int64_t* series_order,
+                         float* nngp,
                          float* kout) {
-  const SeriesPairs series{series_on, series_coef, series_off1, series_len1, series_off2,
-                           series_len2};
+  const SeriesPairs series{series_on,   series_coef,   series_off1, series_len1,
+                           series_off2, series_width2, series_len2, series_order};
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                  offsets, npairs, upper, series, nngp, kout);
 }
