@@ -180,8 +180,8 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
     ida, idb = inputs.ids1[rows], inputs.ids2[cols]
     q1s, q2s = np.stack(q1), np.stack(q2)
     series = None
-    if any(cpu_fused.series_pair(f, g) for f, g in plan.sides):
-        series = cpu_fused.series_rows(plan.sides, q1s, q2s)
+    if any(cpu_fused.series_pair(f, g) for f, g in plan.sides + [(arch.sigma, arch.sigma)]):
+        series = cpu_fused.series_rows(arch.sigma, plan.sides, q1s, q2s)
         if series is None:  # a point not served, or rows over budget: the array path
             return _array_block(plan, inputs, block, mirror, dtype)
     nngp, outs, tabled = cpu_fused.recursion(

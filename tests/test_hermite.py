@@ -215,7 +215,7 @@ def test_compiled_recursion_sums_the_series():
         assert cpu_fused.series_pair(*sides[0])
         assert planner.plan(net.arch, [net.pair("surrogate", "surrogate")]).executor == "compiled"
         q = np.stack([q for q in planner.prepare(net.arch, x, None).q1])
-        assert (cpu_fused.series_rows(sides, q, q) is not None) == served
+        assert (cpu_fused.series_rows(net.arch.sigma, sides, q, q) is not None) == served
         for a, b in ((x, None), (x[:15], x[10:])):
             got = net.kernels(a, b, which=("nngp", "surrogate", "sgntk"))
             with gk.kernels.ops.use_executor("array"):
@@ -243,7 +243,7 @@ def test_compiled_series_over_chunks_and_groups():
     net = gk.MLP(3, gk.activations.sign(), S.sigmoid(2.0), bias_std=0.2)
     q = np.stack(planner.prepare(net.arch, x, None).q1)
     sides = [(net.side("left", "surrogate"), net.side("right", "surrogate"))]
-    rows = cpu_fused.series_rows(sides, q, q)  # every point served: the compiled loop
+    rows = cpu_fused.series_rows(net.arch.sigma, sides, q, q)  # all served: the compiled loop
     assert rows is not None and rows.len1[0, 0].min() < 20 and rows.len1[0, 0].max() > 500
     for a, b in ((x, None), (x[:70], x[40:])):
         got = net.kernel(a, b, left="surrogate", right="surrogate")
@@ -252,3 +252,46 @@ def test_compiled_series_over_chunks_and_groups():
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
         if b is None:
             assert np.array_equal(got, got.T)
+
+
+@pytest.mark.skipif("compiled" not in gk.kernels.ops.available_executors(),
+                    reason="no compiled CPU path")
+def test_compiled_recursion_takes_series_activations():
+    """A custom activation without kinks has no descriptor: the compiled loop propagates
+    its NNGP by the series of sigma's own pair and sums its NTK's derivative pair by the
+    series too. A custom erf(2v) (with its derivative) gives the closed-form erf(m=2)
+    kernels to 1e-11 (the series' truncation bound is 1e-12 per layer). Custom tanh
+    against the array path: the two executors' coefficients agree to 1e-14 sqrt(E f^2)
+    each (test_compiled_equals_array_path), so by Cauchy-Schwarz an entry of N terms
+    moves by <= 2e-14 sqrt(N) E f^2 per layer (most at rho = 1, the diagonal). Both run
+    on the compiled executor, every point served (no array fallback)."""
+    from scipy.special import erf as serf
+
+    from gpukern import planner
+    from gpukern.kernels import cpu_fused
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(300, 3)) * rng.uniform(0.2, 2.0, size=(300, 1))
+    erf2 = gk.activations.custom(lambda v: serf(2.0 * v),
+                                 lambda v: 4.0 / np.sqrt(np.pi) * np.exp(-4.0 * v * v),
+                                 width=0.5)
+    tanh = gk.activations.custom(np.tanh, lambda v: 1.0 - np.tanh(v) ** 2)
+    which = ("nngp", "ntk")
+    for act, closed in ((erf2, gk.activations.erf(2.0)), (tanh, None)):
+        net = gk.MLP(3, act, bias_std=0.2)
+        pairs = [net.pair("true", "true")]
+        assert planner.plan(net.arch, pairs).executor == "compiled"
+        q = np.stack(planner.prepare(net.arch, x, None).q1)
+        rows = cpu_fused.series_rows(net.arch.sigma, [(p.left, p.right) for p in pairs], q, q)
+        assert rows is not None and rows.on.tolist() == [1, 1]  # the NTK pair, sigma's pair
+        for a, b in ((x, None), (x[:70], x[40:])):
+            got = net.kernels(a, b, which=which)
+            if closed is None:
+                with gk.kernels.ops.use_executor("array"):
+                    ref = net.kernels(a, b, which=which)
+                tol = 2e-14 * np.sqrt(rows.width2.max()) * net.arch.depth
+            else:
+                ref, tol = gk.MLP(3, closed, bias_std=0.2).kernels(a, b, which=which), 1e-11
+            for k in which:
+                np.testing.assert_allclose(got[k], ref[k], rtol=0,
+                                           atol=tol * np.abs(ref[k]).max())

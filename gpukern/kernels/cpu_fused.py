@@ -344,38 +344,46 @@ def _term_pair_ok(a: ScalarFunction, sa: float, b: ScalarFunction, sb: float) ->
 def supports(sigma: ScalarFunction, pairs) -> bool:
     """True when the CPU loop computes these kernels: closed forms (as on the GPU), a
     quadrature function facing a bump or constant through a table of its average (term by
-    term for sums and thresholds), and pairs of two analytic built-in functions by Mehler's
-    series (:func:`series_pair`)."""
-    if (len(pairs) > MAX_PAIRS or not has_closed_pair(sigma, sigma)
-            or sigma.descriptor() is None):
+    term for sums and thresholds), and pairs of analytic functions (built-in or custom)
+    by Mehler's series (:func:`series_pair`), sigma's own pair included."""
+    if len(pairs) > MAX_PAIRS:
         return False
-    return all(series_pair(f, g) or all(_term_pair_ok(a, sa, b, sb) for a, sa in f.terms()
-                                        for b, sb in g.terms())
-               for f, g in pairs)
+    closed_sigma = has_closed_pair(sigma, sigma) and sigma.descriptor() is not None
+    return ((closed_sigma or series_pair(sigma, sigma))
+            and all(series_pair(f, g) or _formula_pair(f, g) for f, g in pairs))
+
+
+def _formula_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """Every pair of terms of f and g has a CPU form (:func:`_term_pair_ok`)."""
+    return all(_term_pair_ok(a, sa, b, sb) for a, sa in f.terms() for b, sb in g.terms())
 
 
 def series_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
-    """The CPU loop sums E[f(u) g(v)] by Mehler's series: both sides single built-in terms
-    (no threshold) of analytic kinds, whose pair has no closed form or table."""
-    return (not f.shifted and not g.shifted and f.kind is not None and g.kind is not None
-            and hermite.serves(f) and hermite.serves(g)
-            and not _term_pair_ok(f, 0.0, g, 0.0))
+    """The CPU loop sums E[f(u) g(v)] by Mehler's series: every term of both sides an
+    analytic built-in kind or a custom function without kinks (:func:`hermite.serves`,
+    thresholds included), where the pair has no closed form or table."""
+    return hermite.serves(f) and hermite.serves(g) and not _formula_pair(f, g)
 
 
 def _needs_table(term: ScalarFunction, shift: float, partner: ScalarFunction) -> bool:
     return shift == 0.0 and any(sp == 0.0 and _tabled(term, p) for p, sp in partner.terms())
 
 
-def _plan(sigma, pairs, q_max: float, order: int):
+def _plan(sigma, pairs, q_max: float, order: int, series: SeriesRows | None):
     """The descriptors one after the other, the tables buffer and each term's offset in it
-    (a term averaged by a table is sent as a kTable term)."""
-    rows: list[float] = list(sigma.descriptor())
-    offsets = [0] * len(sigma.terms())
+    (a term averaged by a table is sent as a kTable term; the functions of a pair summed
+    by its series as descriptors without terms)."""
+    on = [False] * (len(pairs) + 1) if series is None else [bool(v) for v in series.on]
+    rows: list[float] = [0.0] if on[-1] else list(sigma.descriptor())
+    offsets = [0] * (0 if on[-1] else len(sigma.terms()))
     tables: list[np.ndarray] = []
     used = 0
     kmax = int(np.floor(0.5 * np.log(max(q_max, 1e-300)) / TABLE_PANEL))
     kmin = kmax - int(np.ceil(0.5 * TABLE_DECADES * np.log(10.0) / TABLE_PANEL))
-    for a, b in pairs:
+    for p, (a, b) in enumerate(pairs):
+        if on[p]:
+            rows += [0.0, 0.0]
+            continue
         for f, partner in ((a, b), (b, a)):
             rows.append(float(len(f.terms())))
             for term, shift in f.terms():
@@ -430,13 +438,18 @@ class SeriesRows:
                 _ptr(self.width2, _I64), _ptr(self.len2, _I64), _ptr(self.order, _I64)]
 
 
-def series_rows(pairs, q1: np.ndarray, q2: np.ndarray) -> SeriesRows | None:
-    """Coefficient rows for the pairs that :func:`series_pair` sums, at every layer's
-    diagonals q1 (depth, n1), q2 (depth, n2): each point's row long enough for every
-    partner (max of both series lengths). None where no pair is a series, where a point's
-    series is not served (too many terms: those entries take the reduced pair, on the array
-    path) or where the rows would exceed SERIES_BUDGET."""
-    on = np.array([series_pair(f, g) for f, g in pairs], dtype=np.int32)
+def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
+                ) -> SeriesRows | None:
+    """Coefficient rows for the pairs that :func:`series_pair` sums (the kernels' pairs,
+    then sigma's own pair unless it has a closed form), at every layer's diagonals q1
+    (depth, n1), q2 (depth, n2): each point's row long enough for every partner (max of
+    both series lengths). None where no pair is a series, where a point's series is not
+    served (too many terms: those entries take the reduced pair, on the array path) or
+    where the rows would exceed SERIES_BUDGET."""
+    closed_sigma = has_closed_pair(sigma, sigma) and sigma.descriptor() is not None
+    pairs = list(pairs) + [(sigma, sigma)]
+    on = np.array([series_pair(f, g) for f, g in pairs[:-1]] + [not closed_sigma],
+                  dtype=np.int32)
     if not on.any():
         return None
     depth, n1, n2 = q1.shape[0], q1.shape[1], q2.shape[1]
@@ -510,7 +523,8 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     kout = np.empty((len(pairs), n1, n2), dtype=dt)
     c64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
     x1, x2, q1, q2 = c64(x1), c64(x2), c64(q1), c64(q2)
-    fns, tables, offsets, tabled = _plan(sigma, pairs, float(max(q1.max(), q2.max())), order)
+    fns, tables, offsets, tabled = _plan(sigma, pairs, float(max(q1.max(), q2.max())), order,
+                                         series)
     id1 = np.ascontiguousarray(id1, dtype=np.int64)
     id2 = np.ascontiguousarray(id2, dtype=np.int64)
     own = c64(own).reshape(depth + 1, 2)

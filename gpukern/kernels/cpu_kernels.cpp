@@ -245,6 +245,7 @@ using FnTerms = std::vector<gk::Fn>;
 // of gk::pair_terms); tmp is scratch.
 bool pair_chunk(const FnTerms& f, const FnTerms& g, double q, const double* qp, const double* c,
                 const double* det, double* __restrict out, double* __restrict tmp) {
+  if (f.empty() || g.empty()) return false;  // a function known by its series only
   bool ok = true;
   for (size_t i = 0; i < f.size(); ++i)
     for (size_t j = 0; j < g.size(); ++j) {
@@ -315,7 +316,9 @@ struct NextDetChunk {
   }
 };
 
-// Pairs summed by Mehler's series (gpukern/hermite.py): for pair p (on[p] != 0) and
+// Pairs summed by Mehler's series (gpukern/hermite.py), the kernels' pairs and then
+// sigma's own pair as pair npairs (a function known only by its series has a descriptor
+// without terms): for pair p (on[p] != 0) and
 // layer l, point i of x1 has its Hermite coefficient row at coef + off1[(p depth + l) n1 + i]
 // and its series length len1[...] (-1: not served); len2 likewise for x2. x2's rows are
 // stored in blocks of kSeriesLanes points, term-major inside a block: term k of point j
@@ -516,6 +519,9 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               next[j] = gk::erf_pair(s, s, c[j], root);
               dt[j] = gk::bump_pair(lf, rg, root);
             }
+          } else if (series.on && series.on[npairs]) {
+            series_chunk(series, npairs, l, depth, n1, n2, i, j0, len, q, qp, c, next,
+                         w->rho.v);
           } else {
             good = pair_chunk(sigma, sigma, q, qp, c, det, next, w->tmp.v) && good;
           }
@@ -795,8 +801,9 @@ extern "C" {
 // kTable term t reads its coefficients at tables + offsets[t]. upper != 0
 // (x2 is x1, all kernels symmetric): the upper triangle is computed and mirrored. Returns
 // 0 if a pair has no closed form; entries outside a table's panels are NaN. series_on
-// (npairs, or null): pairs summed by Mehler's series from the coefficient rows of
-// series_coef (see SeriesPairs); NaN where a point's series is not served.
+// (npairs + 1, sigma's pair last; or null): pairs summed by Mehler's series from the
+// coefficient rows of series_coef (see SeriesPairs); NaN where a point's series is not
+// served.
 // fns holds the descriptors one after the other ({n, then kind, a, b, c, shift per term});
 // offsets is indexed by term, counted over all of them.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
