@@ -169,7 +169,8 @@ def compute_tile(plan: Plan, inputs: Inputs, rows: slice, cols: slice, status: A
 def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bool,
               dtype: Any, want_nngp: bool) -> tuple[Array | None, list[Array]]:
     """The compiled CPU recursion of a block (``mirror``: the whole matrix, symmetric);
-    entries off a quadrature table come back NaN and are recomputed on the array path."""
+    entries off a quadrature table come back NaN and are recomputed on the array path.
+    A whole matrix whose series coefficient rows exceed their budget goes tile by tile."""
     from .kernels import cpu_fused
 
     rows, cols = block
@@ -182,7 +183,12 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
     series = None
     if any(cpu_fused.series_pair(f, g) for f, g in plan.sides + [(arch.sigma, arch.sigma)]):
         series = cpu_fused.series_rows(arch.sigma, plan.sides, q1s, q2s)
-        if series is None:  # a point not served, or rows over budget: the array path
+        whole = block == (slice(None), slice(None))
+        if series is None and whole and max(inputs.shape) > DEFAULT_TILE:
+            # rows over budget, or a point not served: tile by tile, each tile's rows
+            # within budget (else that tile on the array path)
+            return _tiled(plan, inputs, dtype, DEFAULT_TILE, mirror)
+        if series is None:
             return _array_block(plan, inputs, block, mirror, dtype)
     nngp, outs, tabled = cpu_fused.recursion(
         arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]), arch.sigma, plan.sides,

@@ -200,19 +200,22 @@ def test_many_distinct_points_are_expanded_in_groups(monkeypatch):
                     reason="no compiled CPU path")
 def test_compiled_recursion_sums_the_series():
     """The compiled fused recursion takes series pairs (sigmoid and atan surrogates facing
-    each other) when every point is served: the same kernels as the array path to
-    ~1e-14 (only the coefficients round differently: the compiled loop sums the nodes in
-    another order), symmetric and cross; a pair with a point that is not served (atan
-    at a large q) goes to the array path whole."""
+    each other, also at a threshold) when every point is served: the same kernels as the
+    array path to ~1e-14 (only the coefficients round differently: the compiled loop sums
+    the nodes in another order), symmetric and cross; a pair with a point that is not
+    served (atan at a large q) goes to the array path whole."""
     from gpukern import planner
     from gpukern.kernels import cpu_fused
 
     rng = np.random.default_rng(6)
     x = rng.normal(size=(40, 3))
-    for sur, served in ((S.sigmoid(2.0), True), (S.atan(1.0, 0.5), True), (S.atan(3.0), False)):
-        net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+    sign, at_03 = gk.activations.sign(), gk.activations.sign(threshold=0.3)
+    for act, sur, served in ((sign, S.sigmoid(2.0), True), (sign, S.atan(1.0, 0.5), True),
+                             (at_03, S.sigmoid(2.0), True), (sign, S.atan(3.0), False)):
+        net = gk.MLP(3, act, sur, bias_std=0.2)
         sides = [(net.side("left", "surrogate"), net.side("right", "surrogate"))]
         assert cpu_fused.series_pair(*sides[0])
+        assert sides[0][0].shifted == (act is at_03)
         assert planner.plan(net.arch, [net.pair("surrogate", "surrogate")]).executor == "compiled"
         q = np.stack([q for q in planner.prepare(net.arch, x, None).q1])
         assert (cpu_fused.series_rows(net.arch.sigma, sides, q, q) is not None) == served
@@ -295,3 +298,35 @@ def test_compiled_recursion_takes_series_activations():
             for k in which:
                 np.testing.assert_allclose(got[k], ref[k], rtol=0,
                                            atol=tol * np.abs(ref[k]).max())
+
+
+@pytest.mark.skipif("compiled" not in gk.kernels.ops.available_executors(),
+                    reason="no compiled CPU path")
+def test_series_rows_over_budget_go_tile_by_tile(monkeypatch):
+    """A request whose coefficient rows exceed SERIES_BUDGET is computed tile by tile on
+    the compiled loop (each tile's rows within budget), not sent to the array path: the
+    same kernels as in one call (each entry depends on its two points only; the
+    symmetric matrix is mirrored by tiles instead of by the visiting order)."""
+    from gpukern import analytic, planner
+    from gpukern.kernels import cpu_fused
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(300, 3)) * rng.uniform(0.2, 2.5, size=(300, 1))
+    net = gk.MLP(3, gk.activations.sign(), S.sigmoid(2.0), bias_std=0.2)
+    whole = {"sym": net.kernel(x, left="surrogate", right="surrogate"),
+             "cross": net.kernel(x[:200], x[50:], left="surrogate", right="surrogate")}
+    calls = []
+    recursion = cpu_fused.recursion
+    monkeypatch.setattr(cpu_fused, "recursion", lambda *a, **k: calls.append(1) or
+                        recursion(*a, **k))
+    monkeypatch.setattr(analytic, "tile", None)  # the array path would fail
+    q = np.stack(planner.prepare(net.arch, x, None).q1)
+    sides = [(net.side("left", "surrogate"), net.side("right", "surrogate"))]
+    assert cpu_fused.series_rows(net.arch.sigma, sides, q, q).coef.size > 2_000_000
+    monkeypatch.setattr(cpu_fused, "SERIES_BUDGET", 1_500_000)  # a 128 x 128 tile: <= 1.1e6
+    monkeypatch.setattr(planner, "DEFAULT_TILE", 128)
+    tiled = {"sym": net.kernel(x, left="surrogate", right="surrogate"),
+             "cross": net.kernel(x[:200], x[50:], left="surrogate", right="surrogate")}
+    assert len(calls) == 6 + 4  # upper tiles of 3 x 3, then 2 x 2
+    for k in whole:
+        np.testing.assert_allclose(tiled[k], whole[k], rtol=0, atol=1e-15)

@@ -107,6 +107,36 @@ class ReducedPairs:
         sync(self.net.kernels(self.x, which=self.which))
 
 
+class SeriesTargets:
+    """Issue 15's targets at their size (depth 3, N = 1024): the surrogate x surrogate
+    kernel of sigmoid(2) (Mehler series in the compiled loop) against erf(2)'s closed
+    form, and NNGP + NTK of custom(tanh) (series for both pairs) against the closed erf
+    activation's; the series' coefficients kept from the setup call."""
+
+    params = ([1024], ["erf surrogate", "sigmoid surrogate", "erf activation",
+                       "custom(tanh) activation"])
+    param_names = ["N", "kernel"]
+
+    def setup(self, n, kernel):
+        import numpy as np
+
+        self.x = inputs(n)
+        name, role = kernel.split(" ")
+        if role == "surrogate":
+            sur = {"erf": gk.surrogates.erf(2.0), "sigmoid": gk.surrogates.sigmoid(2.0)}[name]
+            self.net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+            self.which = ("surrogate",)
+        else:
+            act = (gk.activations.erf(1.0) if name == "erf" else
+                   gk.activations.custom(np.tanh, lambda v: 1.0 - np.tanh(v) ** 2))
+            self.net = gk.MLP(3, act, bias_std=0.2)
+            self.which = ("nngp", "ntk")
+        self.net.kernels(self.x, which=self.which)  # computes and keeps the coefficients
+
+    def time_kernels(self, n, kernel):
+        sync(self.net.kernels(self.x, which=self.which))
+
+
 class SameInputs:
     """kernels(x, x) takes the symmetric path of kernels(x) (erf NNGP + NTK)."""
 

@@ -403,8 +403,9 @@ def _plan(sigma, pairs, q_max: float, order: int, series: SeriesRows | None):
 
 
 SERIES_BUDGET = 1 << 25
-"""Doubles of series coefficient rows one compiled call may hold (256 MB); beyond it the
-call goes to the array path, which expands its tiles' points a group at a time."""
+"""Doubles of series coefficient rows one compiled call may hold (256 MB); beyond it a
+whole request goes tile by tile (planner), and a tile beyond it to the array path, which
+expands its points a group at a time."""
 
 
 SERIES_LANES = 32
