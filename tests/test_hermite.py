@@ -305,8 +305,9 @@ def test_compiled_recursion_takes_series_activations():
 def test_series_rows_over_budget_go_tile_by_tile(monkeypatch):
     """A request whose coefficient rows exceed SERIES_BUDGET is computed tile by tile on
     the compiled loop (each tile's rows within budget), not sent to the array path: the
-    same kernels as in one call (each entry depends on its two points only; the
-    symmetric matrix is mirrored by tiles instead of by the visiting order)."""
+    same kernels as in one call, bit for bit (each entry depends on its two points only,
+    and its value not on which of them is the row: the symmetric matrix is mirrored by
+    tiles here, by the loop's visiting order in one call)."""
     from gpukern import analytic, planner
     from gpukern.kernels import cpu_fused
 
@@ -329,4 +330,4 @@ def test_series_rows_over_budget_go_tile_by_tile(monkeypatch):
              "cross": net.kernel(x[:200], x[50:], left="surrogate", right="surrogate")}
     assert len(calls) == 6 + 4  # upper tiles of 3 x 3, then 2 x 2
     for k in whole:
-        np.testing.assert_allclose(tiled[k], whole[k], rtol=0, atol=1e-15)
+        assert np.array_equal(tiled[k], whole[k])
