@@ -4,10 +4,10 @@
 // identical inputs), the raw inputs (for the exact layer-1 determinant when n0 <= 8) and
 // each layer's own kernel term (own: alpha_l, beta_l for l = 0..depth) and the function
 // descriptors, one after the other: sigma, then left/right per pair (each
-// {n, then kind, a, b, c, shift per term}).
+// {n, then kind, a, b, c, shift per term}; none for a function known by its series
+// only), and the pairs summed by Mehler's series (series_on, or all 0: see SeriesTile).
 // Instantiated for double (CuPy RawModule name_expressions; the recursion runs in float64).
-#include "gpukern/recursion.cuh"
-#include "gpukern/tables.cuh"  // compiled for the device too (its cheb2d is host and device code)
+#include "gpukern/recursion.cuh"  // with tables.cuh: cheb2d, the series, host and device code
 
 template <typename T>
 __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gram,
@@ -17,6 +17,12 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
                                 const T* __restrict__ x2, int depth, T sw2, T sb2,
                                 const double* __restrict__ own,
                                 const double* __restrict__ fns, int npairs,
+                                const int* __restrict__ series_on,
+                                const double* __restrict__ series_coef,
+                                const long long* __restrict__ series_base1,
+                                const long long* __restrict__ series_base2,
+                                const long long* __restrict__ series_len1,
+                                const long long* __restrict__ series_len2,
                                 T* __restrict__ nngp, T* __restrict__ kout,
                                 int* __restrict__ status) {
   const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -31,11 +37,14 @@ __global__ void fused_recursion(int n1, int n2, int n0, const T* __restrict__ gr
     rights[p] = gk::terms_at(at);
     at += gk::descriptor_size(at);
   }
+  const gk::SeriesTile series{series_on,   series_coef, series_base1, series_base2,
+                              series_len1, series_len2, n1,           n2};
   T k[gk::kMaxPairs];
   T s;
   const bool ok = gk::recursion_entry<T>(depth, sw2, sb2, own, sigma, npairs, lefts, rights, gram[idx],
                                          q1 + i, n1, q2 + j, n2, id1[i] == id2[j],
-                                         x1 + (long long)i * n0, x2 + (long long)j * n0, n0, &s, k);
+                                         x1 + (long long)i * n0, x2 + (long long)j * n0, n0, &s, k,
+                                         &series, i, j);
   nngp[idx] = s;
   for (int p = 0; p < npairs; ++p) kout[(long long)p * n1 * n2 + idx] = k[p];
   if (!ok) atomicExch(status, 1);
@@ -46,6 +55,8 @@ template __global__ void fused_recursion<double>(int, int, int, const double*, c
                                                  const double*, const long long*,
                                                  const long long*, const double*, const double*,
                                                  int, double, double, const double*,
-                                                 const double*, int,
-                                                 double*, double*, int*);
+                                                 const double*, int, const int*,
+                                                 const double*, const long long*,
+                                                 const long long*, const long long*,
+                                                 const long long*, double*, double*, int*);
 #endif

@@ -162,7 +162,9 @@ def compute_tile(plan: Plan, inputs: Inputs, rows: slice, cols: slice, status: A
     args = (xa, xb, ops.input_gram(xa, xb), [to(q[rows]) for q in inputs.q1],
             [to(q[cols]) for q in inputs.q2], to(inputs.ids1[rows]), to(inputs.ids2[cols]))
     if plan.executor == "cupy":
-        return _cupy_tile(plan, *args, status=status)
+        done = _cupy_tile(plan, *args, status=status)
+        if done is not None:  # else a series point not served: the array path
+            return done
     return analytic.tile(plan.arch, list(plan.pairs), *args)
 
 
@@ -228,7 +230,7 @@ def _redo_off_table(plan: Plan, tile_args: tuple, mirror: bool, nngp, outs) -> N
 
 
 def _cupy_tile(plan: Plan, xa, xb, gram, q1, q2, ida, idb, status=None
-               ) -> tuple[Array, list[Array]]:
+               ) -> tuple[Array, list[Array]] | None:
     from .kernels import cupy_fused
 
     xp = BACKEND.xp

@@ -182,5 +182,8 @@ def test_fused_kernel_sources_found_and_routed():
     assert cupy_fused.supports(sign.function, [(sign.derivative, erf1), (erf1, erf1)])
     assert not cupy_fused.supports(sign.function, [(erf1, gk.surrogates.sigmoid(2.0))] * 1 +
                                    [(gk.surrogates.sigmoid(2.0), gk.surrogates.sigmoid(2.0))])
-    assert not cupy_fused.supports(gk.activations.custom(np.tanh, np.cosh).function, [])
+    tanh = gk.activations.custom(np.tanh, np.cosh).function  # analytic: its series
+    assert cupy_fused.supports(tanh, []) and cupy_fused.descriptors(tanh, []).tolist() == [0.0]
+    kinked = gk.activations.custom(np.abs, np.sign, kinks=(0.0,)).function
+    assert not cupy_fused.supports(kinked, [])
     assert cupy_fused.descriptors(sign.function, [(sign.derivative, erf1)]).shape == (18,)  # 3 x (1 + 5)

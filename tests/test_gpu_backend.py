@@ -85,6 +85,24 @@ SCRIPT = textwrap.dedent("""
         for k, v in net.kernels(xs, which=("nngp", "ntk", "sgntk", "surrogate")).items():
             out[f"{name}_{k}"] = host(v)
         out[f"{name}_xy"] = host(net.sgntk(xs[:5], xs[3:]))
+    # Mehler series: a sigmoid surrogate pair, a custom activation's NNGP and NTK (on the
+    # device: the fused kernel with host-made coefficient rows, every point served)
+    snet = gk.MLP(3, gk.activations.sign(), gk.surrogates.sigmoid(2.0), bias_std=0.2)
+    tnet = gk.MLP(3, gk.activations.custom(np.tanh, lambda v: 1.0 - np.tanh(v) ** 2),
+                  bias_std=0.2)
+    if sys.argv[2] == "cupy":
+        from gpukern import planner
+        from gpukern.kernels import cupy_fused
+        for n, pair in ((snet, ("surrogate", "surrogate")), (tnet, ("true", "true"))):
+            assert planner.plan(n.arch, [n.pair(*pair)]).executor == "cupy"
+            q = np.stack([host(v) for v in planner.prepare(n.arch, BACKEND.xp.asarray(x),
+                                                           None).q1])
+            sides = [(n.side("left", pair[0]), n.side("right", pair[1]))]
+            assert cupy_fused.series_rows(n.arch.sigma, sides, q, q)[0].any()
+    out["series_sig"] = host(snet.kernel(x, left="surrogate", right="surrogate"))
+    out["series_sig_xy"] = host(snet.kernel(x[:9], x[4:], left="surrogate", right="surrogate"))
+    for k, v in tnet.kernels(x, which=("nngp", "ntk")).items():
+        out[f"series_tanh_{k}"] = host(v)
     net = nets["sign_erf"]
     p = net.init(3, (32, 16, 8), ensemble=4, seed=0)
     out["emp"] = host(net.empirical_kernel(p, x))

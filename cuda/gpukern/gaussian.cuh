@@ -262,7 +262,7 @@ GK_HD T pair(const Fn& f, const Fn& g, T q, T qp, T c, T det, bool& ok) {
 template <typename T>
 GK_HD T pair_terms(const Terms& f, const Terms& g, T q, T qp, T c, T det, bool& ok) {
   T acc = T(0);
-  ok = true;
+  ok = f.n > 0 && g.n > 0;  // none: a function known by its series only
   for (int i = 0; i < f.n; ++i)
     for (int j = 0; j < g.n; ++j) {
       bool one = true;

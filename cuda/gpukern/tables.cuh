@@ -29,6 +29,41 @@ GK_HD void mehler_series(const double* const* a, const double* const* b, const l
   for (int j = 0; j < count; ++j) out[j] = acc[j];
 }
 
+// A fused kernel tile's pairs summed by Mehler's series: pair p (the kernels' pairs, then
+// sigma's own pair as p = npairs; on[p] != 0) at layer l has point i's coefficient k at
+// coef[base1[p depth + l] + k n1 + i] (term-major: the entries of a row read consecutive
+// addresses) and its series length at len1[(p depth + l) n1 + i] (-1: not served);
+// likewise x2's with base2, len2, n2.
+struct SeriesTile {
+  const int* on;
+  const double* coef;
+  const long long* base1;
+  const long long* base2;
+  const long long* len1;
+  const long long* len2;
+  int n1, n2;
+};
+
+// Entry (i, j) of pair p at layer l: mehler_series' Horner recurrence for one entry,
+// summed to max(len1, len2), rho = c / sqrt(q q') clipped (the compiled CPU loop's
+// expression and order: the same number). ok = false where a point is not served.
+template <typename T>
+GK_HD T series_entry(const SeriesTile& s, int p, int l, int depth, int i, int j, T q, T qp,
+                     T c, bool& ok) {
+  const long long pl = (long long)p * depth + l;
+  const long long la = s.len1[pl * s.n1 + i], lb = s.len2[pl * s.n2 + j];
+  ok = la >= 0 && lb >= 0;
+  if (!ok) return T(0);
+  const T r = c / sqrt(q * qp);
+  const T rho = r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r);
+  const double* a = s.coef + s.base1[pl] + i;
+  const double* b = s.coef + s.base2[pl] + j;
+  T acc = T(0);
+  for (long long k = la > lb ? la : lb; k >= 0; --k)
+    acc = acc * rho + T(a[k * s.n1]) * T(b[k * s.n2]);
+  return acc;
+}
+
 // sum_{a,b < n} coef[a n + b] T_a(x) T_b(y), x, y in [-1, 1], n <= kMeanCheb: the basis
 // values by the three-term recurrence, then a product per row (independent multiply-adds,
 // not Clenshaw's chain of dependent ones).

@@ -414,8 +414,9 @@ SERIES_LANES = 32
 
 @dataclass
 class SeriesRows:
-    """The SeriesPairs of cpu_kernels.cpp: per pair whether it is a series, one buffer of
-    coefficient rows, and per (pair, layer, point) the series length. x1's rows are one per
+    """The SeriesPairs of cpu_kernels.cpp: per pair whether it is a series (the kernels'
+    pairs, then sigma's own pair), one buffer of coefficient rows, and per (pair, layer,
+    point) the series length. x1's rows are one per
     distinct q, shared by the points that have it (offsets ``off1`` per point); x2's are
     stored per (pair, layer) in blocks of SERIES_LANES points, term-major inside a block
     (``width2`` terms per point, from ``off2``; then again with each point's terms beyond
@@ -424,13 +425,13 @@ class SeriesRows:
     q: series lengths grow with q, so a group's lengths are alike; x2's lengths and blocks
     are in that order."""
 
-    on: np.ndarray  # (npairs,) int32
+    on: np.ndarray  # (npairs + 1,) int32
     coef: np.ndarray  # flat float64
-    off1: np.ndarray  # (npairs, depth, n1) int64
+    off1: np.ndarray  # (npairs + 1, depth, n1) int64
     len1: np.ndarray
-    off2: np.ndarray  # (npairs, depth) int64
-    width2: np.ndarray  # (npairs, depth) int64
-    len2: np.ndarray  # (npairs, depth, n2) int64, in ``order``
+    off2: np.ndarray  # (npairs + 1, depth) int64
+    width2: np.ndarray  # (npairs + 1, depth) int64
+    len2: np.ndarray  # (npairs + 1, depth, n2) int64, in ``order``
     order: np.ndarray  # (n2,) int64
 
     def pointers(self) -> list:
@@ -446,7 +447,7 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
     (depth, n1), q2 (depth, n2): each point's row long enough for every partner (max of
     both series lengths). None where no pair is a series, where a point's series is not
     served (too many terms: those entries take the reduced pair, on the array path) or
-    where the rows would exceed SERIES_BUDGET."""
+    where the rows would exceed SERIES_BUDGET (the planner then goes tile by tile)."""
     closed_sigma = has_closed_pair(sigma, sigma) and sigma.descriptor() is not None
     pairs = list(pairs) + [(sigma, sigma)]
     on = np.array([series_pair(f, g) for f, g in pairs[:-1]] + [not closed_sigma],

@@ -6,9 +6,13 @@ module is compiled once per device (float and double instantiations by name) and
 memoized. Built with ``--fmad=false`` so that it rounds like the NumPy backend; the
 float64 instantiation is the one used (the recursion runs in float64, then is cast).
 
-Only closed-form pairs have a device version (``supports``); pairs that need quadrature
-(sigmoid, fast_sigmoid or custom functions without a Gaussian-bump partner, the 2-D
-cases) run through the same array code as on NumPy, with CuPy arrays: correct, slower.
+Closed-form pairs have a device version, and pairs of analytic functions (sigmoid, atan,
+custom functions without kinks; a custom activation's own pair included) are Mehler
+series on the device from per-point coefficient rows computed on the host
+(:func:`series_rows`, :mod:`gpukern.hermite`); ``supports`` says which. A tile with a
+point whose series is not served, and pairs that need other quadrature (fast_sigmoid, a
+quadrature function facing a Gaussian bump) run through the same array code as on
+NumPy, with CuPy arrays: correct, slower.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import hermite
 from ..functions import ScalarFunction
 from ..gaussian import has_closed_pair
 from ..registry import MAX_PAIRS
 
 Array = Any
 THREADS = 256
+SERIES_BUDGET = 1 << 25
+"""Doubles of series coefficient rows one tile may take on the device (256 MB); beyond it
+the tile runs on the array path."""
 
 
 def cuda_dir() -> Path:
@@ -38,18 +46,71 @@ def cuda_dir() -> Path:
 
 
 def supports(sigma: ScalarFunction, pairs: list[tuple[ScalarFunction, ScalarFunction]]) -> bool:
-    """True when the fused kernel can compute these kernels (all closed forms, at most
-    MAX_PAIRS pairs)."""
-    fns = [sigma] + [f for p in pairs for f in p]
-    return (len(pairs) <= MAX_PAIRS and all(f.descriptor() is not None for f in fns)
-            and has_closed_pair(sigma, sigma) and all(has_closed_pair(a, b) for a, b in pairs))
+    """True when the fused kernel can compute these kernels (closed forms or Mehler
+    series, sigma's own pair included; at most MAX_PAIRS pairs)."""
+    return (len(pairs) <= MAX_PAIRS and (_closed(sigma, sigma) or series_pair(sigma, sigma))
+            and all(_closed(a, b) or series_pair(a, b) for a, b in pairs))
+
+
+def _closed(f: ScalarFunction, g: ScalarFunction) -> bool:
+    return f.descriptor() is not None and g.descriptor() is not None and has_closed_pair(f, g)
+
+
+def series_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """The fused kernel sums E[f(u) g(v)] by Mehler's series: no closed form, both sides
+    analytic (:func:`gpukern.hermite.serves`)."""
+    return not _closed(f, g) and hermite.serves(f) and hermite.serves(g)
 
 
 def descriptors(sigma: ScalarFunction, pairs) -> np.ndarray:
     """sigma, then (left, right) per pair: each function's descriptor ({n, then kind, a,
-    b, c, shift per term}), one after the other."""
-    rows = [v for f in [sigma] + [f for p in pairs for f in p] for v in f.descriptor()]
+    b, c, shift per term}), one after the other; a side of a series pair (sigma's too)
+    as a descriptor without terms."""
+    on = [series_pair(a, b) for a, b in pairs] + [series_pair(sigma, sigma)]
+    rows = [0.0] if on[-1] else list(sigma.descriptor())
+    for (a, b), series in zip(pairs, on):
+        rows += [0.0, 0.0] if series else [*a.descriptor(), *b.descriptor()]
     return np.asarray(rows, dtype=np.float64)
+
+
+def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
+                ) -> tuple[np.ndarray, ...] | None:
+    """The SeriesTile arrays of a tile (host): on (npairs + 1: sigma's own pair last), the
+    coefficient rows (per pair and layer, x1's term-major (terms, n1), then x2's), their
+    offsets base1, base2 (npairs + 1, depth), the series lengths len1 (npairs + 1, depth,
+    n1), len2. q1 (depth, n1), q2 (depth, n2): the layer diagonals. None where a point is
+    not served or the rows exceed SERIES_BUDGET."""
+    all_pairs = list(pairs) + [(sigma, sigma)]
+    on = np.array([series_pair(f, g) for f, g in all_pairs], dtype=np.int32)
+    if not on.any():  # closed forms only: nothing the kernel reads
+        return on, np.zeros(1), *(np.zeros(1, np.int64) for _ in range(4))
+    depth, n1, n2 = q1.shape[0], q1.shape[1], q2.shape[1]
+    shape = (len(all_pairs), depth)
+    base1, base2 = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    len1 = np.full(shape + (n1,), -1, np.int64)
+    len2 = np.full(shape + (n2,), -1, np.int64)
+    chunks: list[np.ndarray] = []
+    used = 0
+    for p, (f, g) in enumerate(all_pairs):
+        if not on[p]:
+            continue
+        for layer in range(depth):
+            u1, i1 = np.unique(q1[layer], return_inverse=True)
+            u2, i2 = np.unique(q2[layer], return_inverse=True)
+            n_f, n_g = hermite.series_lengths(f, u1), hermite.series_lengths(g, u2)
+            if (n_f < 0).any() or (n_g < 0).any():
+                return None
+            terms = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1))) + 1
+            if used + terms * (n1 + n2) > SERIES_BUDGET:
+                return None
+            for fn, u, inv, lengths, base, ln, n in ((f, u1, i1, n_f, base1, len1, n1),
+                                                     (g, u2, i2, n_g, base2, len2, n2)):
+                rows, _ = hermite.coefficients(fn, u, np.full(u.size, terms - 1))
+                chunks.append(np.ascontiguousarray(rows[inv.reshape(-1)].T).reshape(-1))
+                base[p, layer], ln[p, layer] = used, lengths[inv.reshape(-1)]
+                used += terms * n
+    coef = np.concatenate(chunks) if chunks else np.zeros(1)
+    return on, coef, base1, base2, len1, len2
 
 
 KERNEL = "fused_recursion<double>"
@@ -91,14 +152,19 @@ def check_status(status: Array) -> None:
 
 def tile(depth: int, sw2: float, sb2: float, own, sigma: ScalarFunction, pairs, xa: Array,
          xb: Array, gram: Array, q1: Array, q2: Array, ida: Array, idb: Array,
-         status: Array | None = None) -> tuple[Array, list[Array]]:
+         status: Array | None = None) -> tuple[Array, list[Array]] | None:
     """NNGP and kernels of one tile on the GPU. ``own``: each layer's own kernel term
     (alpha_l, beta_l), l = 0..depth. q1 (depth, n1), q2 (depth, n2). Inputs are
     made float64 (int64 ids) and contiguous. With ``status`` (:func:`new_status`) the
-    caller checks it once for many tiles; without, it is checked here (a synchronization)."""
+    caller checks it once for many tiles; without, it is checked here (a synchronization).
+    None where the tile has series pairs and a point not served (or rows over budget):
+    the caller computes it on the array path."""
     import cupy
 
     n1, n2 = gram.shape
+    series = series_rows(sigma, pairs, cupy.asnumpy(q1), cupy.asnumpy(q2))
+    if series is None:
+        return None
     nngp = cupy.empty((n1, n2), dtype=cupy.float64)
     kout = cupy.empty((max(1, len(pairs)), n1, n2), dtype=cupy.float64)
     if n1 * n2 == 0:
@@ -113,7 +179,7 @@ def tile(depth: int, sw2: float, sb2: float, own, sigma: ScalarFunction, pairs, 
             i64(ida), i64(idb), f64(xa), f64(xb), np.int32(depth), np.float64(sw2),
             np.float64(sb2), cupy.asarray(np.asarray(own, dtype=np.float64).reshape(-1)),
             cupy.asarray(descriptors(sigma, pairs)), np.int32(len(pairs)),
-            nngp, kout, status)
+            *(cupy.asarray(a) for a in series), nngp, kout, status)
     kern((blocks,), (THREADS,), args)
     if check_here:
         check_status(status)
