@@ -57,6 +57,20 @@ sign_fs = gk.MLP(3, gk.activations.sign(), gk.surrogates.fast_sigmoid(5.0), bias
 res["analytic_nngp_ntk_erf_d3_s"] = timed(lambda: erf.kernels(x, which=("nngp", "ntk")))
 res["analytic_sgntk_sign_erf_d3_s"] = timed(lambda: sign.sgntk(x))
 res["analytic_sgntk_sign_fast_sigmoid_d3_Nmid_s"] = timed(lambda: sign_fs.sgntk(x[:n_mid]), 1)
+# Mehler series in the fused kernel (coefficient rows made on the host, kept after the
+# first call) against the closed erf forms, at N_mid
+sig = gk.MLP(3, gk.activations.sign(), gk.surrogates.sigmoid(2.0), bias_std=0.2)
+sign2 = gk.MLP(3, gk.activations.sign(), gk.surrogates.erf(2.0), bias_std=0.2)
+tanh = gk.MLP(3, gk.activations.custom(cupy.tanh, lambda v: 1.0 - cupy.tanh(v) ** 2),
+              bias_std=0.2)
+xm = x[:n_mid]
+res["analytic_surrogate_sign_erf2_d3_Nmid_s"] = timed(
+    lambda: sign2.kernel(xm, left="surrogate", right="surrogate"))
+res["analytic_surrogate_sign_sigmoid2_d3_Nmid_s"] = timed(
+    lambda: sig.kernel(xm, left="surrogate", right="surrogate"))
+res["analytic_nngp_ntk_erf_d3_Nmid_s"] = timed(lambda: erf.kernels(xm, which=("nngp", "ntk")))
+res["analytic_nngp_ntk_custom_tanh_d3_Nmid_s"] = timed(
+    lambda: tanh.kernels(xm, which=("nngp", "ntk")))
 res["gpu_pool_bytes_after"] = int(cupy.get_default_memory_pool().total_bytes())
 x1 = x[:n_mid]
 p = erf.init(16, width, ensemble=1, seed=0)
