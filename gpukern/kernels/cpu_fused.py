@@ -113,8 +113,8 @@ def library() -> ctypes.CDLL | None:
             ctypes.c_double, ctypes.c_double, _D, _D, _D, _I64, ctypes.c_int, ctypes.c_int]
     # ..., depth, sw2, sb2, own, fns, tables, offsets, npairs, upper
     # ..., series_on, series_coef, series_off1, series_len1, series_off2, series_width2,
-    # series_len2, series_order
-    series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64, _I64, _I64]
+    # series_len2, series_order, series_uniform2
+    series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64, _I64, _I64, _I64]
     lib.gk_cpu_recursion_f64.argtypes = head + series + [_D, _D]
     lib.gk_cpu_recursion_f32.argtypes = head + series + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
@@ -420,7 +420,9 @@ class SeriesRows:
     distinct q, shared by the points that have it (offsets ``off1`` per point); x2's are
     stored per (pair, layer) in blocks of SERIES_LANES points, term-major inside a block
     (``width2`` terms per point, from ``off2``; then again with each point's terms beyond
-    its own length zeroed), so that the loop streams a group of columns' terms. The loop
+    its own length zeroed), so that the loop streams a group of columns' terms; where every
+    point of x2 has the same q (``uniform2``: a sign network's deeper layers), its one row
+    at ``off2``. The loop
     visits x2's points (and x1's, when symmetric) in ``order``, by increasing first-layer
     q: series lengths grow with q, so a group's lengths are alike; x2's lengths and blocks
     are in that order."""
@@ -433,11 +435,13 @@ class SeriesRows:
     width2: np.ndarray  # (npairs + 1, depth) int64
     len2: np.ndarray  # (npairs + 1, depth, n2) int64, in ``order``
     order: np.ndarray  # (n2,) int64
+    uniform2: np.ndarray  # (npairs + 1, depth) int64
 
     def pointers(self) -> list:
         return [self.on.ctypes.data_as(ctypes.POINTER(ctypes.c_int)), _ptr(self.coef, _D),
                 _ptr(self.off1, _I64), _ptr(self.len1, _I64), _ptr(self.off2, _I64),
-                _ptr(self.width2, _I64), _ptr(self.len2, _I64), _ptr(self.order, _I64)]
+                _ptr(self.width2, _I64), _ptr(self.len2, _I64), _ptr(self.order, _I64),
+                _ptr(self.uniform2, _I64)]
 
 
 def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
@@ -460,6 +464,7 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
     shape = (len(pairs), depth)
     off1, len1 = np.zeros(shape + (n1,), np.int64), np.full(shape + (n1,), -1, np.int64)
     off2, width2 = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    uniform2 = np.zeros(shape, np.int64)
     len2 = np.full(shape + (n2,), -1, np.int64)
     groups = -(-n2 // SERIES_LANES)
     todo = []  # the layout first (sizes, budget), then the rows written in place
@@ -478,8 +483,9 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
             off1[p, layer], len1[p, layer] = used + i1 * terms, n_f[i1]
             off2[p, layer], width2[p, layer] = used + u1.size * terms, terms
             len2[p, layer] = n_g[i2]
+            uniform2[p, layer] = u2.size == 1
             todo.append((f, g, u1, u2, i2, n_g, terms, used))
-            used += (u1.size + 2 * groups * SERIES_LANES) * terms
+            used += (u1.size + (1 if u2.size == 1 else 2 * groups * SERIES_LANES)) * terms
             if used > SERIES_BUDGET:
                 return None
     coef = np.empty(max(used, 1))
@@ -488,16 +494,19 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
         coef[start:start + rows.size] = rows.reshape(-1)
         if not (f == g and np.array_equal(u1, u2)):  # else the same rows both sides
             rows, _ = hermite.coefficients(g, u2, np.full(u2.size, terms - 1))
+        at = start + u1.size * terms  # x2's rows follow x1's
+        if u2.size == 1:
+            coef[at:at + terms] = rows[0]
+            continue
         by_point = np.zeros((groups * SERIES_LANES, terms))  # zeros: the last group's padding
         by_point[:n2] = rows[i2]
-        at = start + u1.size * terms  # x2's blocks follow x1's rows: full, then zeroed
-        for copy in range(2):
+        for copy in range(2):  # full, then zeroed
             if copy:
                 by_point[:n2][np.arange(terms) > n_g[i2][:, None]] = 0.0
             blocks = coef[at:at + by_point.size].reshape(groups, terms, SERIES_LANES)
             blocks[...] = by_point.reshape(groups, SERIES_LANES, terms).transpose(0, 2, 1)
             at += by_point.size
-    return SeriesRows(on, coef, off1, len1, off2, width2, len2, order)
+    return SeriesRows(on, coef, off1, len1, off2, width2, len2, order, uniform2)
 
 
 def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,
@@ -536,7 +545,7 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
             _ptr(id1, _I64), _ptr(id2, _I64), depth, sw2, sb2, _ptr(own, _D), _ptr(fns, _D),
             _ptr(tables, _D),
             _ptr(offsets, _I64), len(pairs), int(upper),
-            *(series.pointers() if series is not None else [None] * 8),
+            *(series.pointers() if series is not None else [None] * 9),
             _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:
         raise RuntimeError("the CPU recursion met a pair without a closed form "

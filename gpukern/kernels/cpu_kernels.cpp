@@ -326,7 +326,9 @@ struct NextDetChunk {
 // + j % kSeriesLanes, width2 terms per point (the layer's longest series + 1), so that a
 // group of columns reads its terms as one contiguous stream; the same again right after
 // (from off2 + groups width2 kSeriesLanes) with each point's terms beyond its own
-// length set to 0. order (or null: as given): the loop's column j is point order[j] of
+// length set to 0 — unless uniform2[p depth + l] != 0: every point of x2 has the same q
+// there, and its one row is at coef + off2[p depth + l]. order (or null: as given): the
+// loop's column j is point order[j] of
 // x2 (its rows likewise when upper), points sorted so that a group's series are of
 // similar lengths; x2's lengths and blocks are in that order, x1's by point.
 constexpr int kSeriesLanes = 32;
@@ -339,6 +341,7 @@ struct SeriesPairs {
   const int64_t* width2 = nullptr;
   const int64_t* len2 = nullptr;
   const int64_t* order = nullptr;
+  const int64_t* uniform2 = nullptr;
 };
 
 // acc[j] = acc[j] rho[j] + a[k] b[k kSeriesLanes + j] for k = from, ..., to (downwards).
@@ -379,6 +382,21 @@ void series_chunk(const SeriesPairs& s, int p, int l, int depth, int64_t n1, int
   }
   if (!served) {  // series_rows sends none; a guard against a silent wrong value
     for (int j = 0; j < len; ++j) out[j] = std::numeric_limits<double>::quiet_NaN();
+    return;
+  }
+  if (s.uniform2[layer]) {  // one row for every column (one length): a_k b_k once per term
+    const double* __restrict rb = s.coef + s.off2[layer];
+    const int64_t top = la > lb[0] ? la : lb[0];
+    for (int g0 = 0; g0 < len; g0 += kSeriesLanes) {
+      const double* __restrict rg = rho + g0;
+      double acc[kSeriesLanes] = {};
+      for (int64_t k = top; k >= 0; --k) {
+        const double prod = ra[k] * rb[k];
+#pragma omp simd
+        for (int j = 0; j < kSeriesLanes; ++j) acc[j] = acc[j] * rg[j] + prod;
+      }
+      for (int j = 0; j < kSeriesLanes; ++j) out[g0 + j] = acc[j];
+    }
     return;
   }
   for (int g0 = 0; g0 < len; g0 += kSeriesLanes) {
@@ -815,10 +833,11 @@ int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off1, const int64_t* series_len1,
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
-                         double* nngp,
+                         const int64_t* series_uniform2, double* nngp,
                          double* kout) {
-  const SeriesPairs series{series_on,   series_coef,   series_off1, series_len1,
-                           series_off2, series_width2, series_len2, series_order};
+  const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
+                           series_off2,   series_width2, series_len2, series_order,
+                           series_uniform2};
   return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                  offsets, npairs, upper, series, nngp, kout);
 }
@@ -832,10 +851,11 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off1, const int64_t* series_len1,
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
-                         float* nngp,
+                         const int64_t* series_uniform2, float* nngp,
                          float* kout) {
-  const SeriesPairs series{series_on,   series_coef,   series_off1, series_len1,
-                           series_off2, series_width2, series_len2, series_order};
+  const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
+                           series_off2,   series_width2, series_len2, series_order,
+                           series_uniform2};
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                  offsets, npairs, upper, series, nngp, kout);
 }
