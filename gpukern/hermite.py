@@ -312,6 +312,35 @@ def _series(f: ScalarFunction, g: ScalarFunction, qh: np.ndarray, qph: np.ndarra
     return out
 
 
+@dataclass
+class LayerPoints:
+    """One layer of a compiled kernel's series pair: the distinct q of each side (u1, u2,
+    sorted), each point's index among them (i1, i2), their series lengths (n_f, n_g) and
+    the row width every point gets, terms = the longest series + 1 (a row long enough for
+    every partner)."""
+
+    u1: np.ndarray
+    i1: np.ndarray
+    n_f: np.ndarray
+    u2: np.ndarray
+    i2: np.ndarray
+    n_g: np.ndarray
+    terms: int
+
+
+def layer_points(f: ScalarFunction, g: ScalarFunction, q1: np.ndarray, q2: np.ndarray
+                 ) -> LayerPoints | None:
+    """:class:`LayerPoints` of f at the diagonals q1 against g at q2, or None where a point
+    is not served (its entries take the reduced pair)."""
+    u1, i1 = np.unique(q1, return_inverse=True)
+    u2, i2 = np.unique(q2, return_inverse=True)
+    n_f, n_g = series_lengths(f, u1), series_lengths(g, u2)
+    if (n_f < 0).any() or (n_g < 0).any():
+        return None
+    terms = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1))) + 1
+    return LayerPoints(u1, i1.reshape(-1), n_f, u2, i2.reshape(-1), n_g, terms)
+
+
 def series_lengths(f: ScalarFunction, q: np.ndarray) -> np.ndarray:
     """Each point's series length; -1 where q <= 0 (u = 0: not a series) or not served."""
     out = np.full(q.size, -1, dtype=np.int64)

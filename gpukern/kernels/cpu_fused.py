@@ -348,9 +348,13 @@ def supports(sigma: ScalarFunction, pairs) -> bool:
     by Mehler's series (:func:`series_pair`), sigma's own pair included."""
     if len(pairs) > MAX_PAIRS:
         return False
-    closed_sigma = has_closed_pair(sigma, sigma) and sigma.descriptor() is not None
-    return ((closed_sigma or series_pair(sigma, sigma))
+    return ((_closed_sigma(sigma) or series_pair(sigma, sigma))
             and all(series_pair(f, g) or _formula_pair(f, g) for f, g in pairs))
+
+
+def _closed_sigma(sigma: ScalarFunction) -> bool:
+    """sigma's own pair is a closed form the loop evaluates (else it is a series)."""
+    return has_closed_pair(sigma, sigma) and sigma.descriptor() is not None
 
 
 def _formula_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
@@ -452,9 +456,8 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
     both series lengths). None where no pair is a series, where a point's series is not
     served (too many terms: those entries take the reduced pair, on the array path) or
     where the rows would exceed SERIES_BUDGET (the planner then goes tile by tile)."""
-    closed_sigma = has_closed_pair(sigma, sigma) and sigma.descriptor() is not None
     pairs = list(pairs) + [(sigma, sigma)]
-    on = np.array([series_pair(f, g) for f, g in pairs[:-1]] + [not closed_sigma],
+    on = np.array([series_pair(f, g) for f, g in pairs[:-1]] + [not _closed_sigma(sigma)],
                   dtype=np.int32)
     if not on.any():
         return None
@@ -473,40 +476,44 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
         if not on[p]:
             continue
         for layer in range(depth):
-            u1, i1 = np.unique(q1[layer], return_inverse=True)
-            u2, i2 = np.unique(q2[layer], return_inverse=True)
-            i1, i2 = i1.reshape(-1), i2.reshape(-1)
-            n_f, n_g = hermite.series_lengths(f, u1), hermite.series_lengths(g, u2)
-            if (n_f < 0).any() or (n_g < 0).any():
+            pts = hermite.layer_points(f, g, q1[layer], q2[layer])
+            if pts is None:
                 return None  # mixed routes: the array path takes them entry by entry
-            terms = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1))) + 1
-            off1[p, layer], len1[p, layer] = used + i1 * terms, n_f[i1]
-            off2[p, layer], width2[p, layer] = used + u1.size * terms, terms
-            len2[p, layer] = n_g[i2]
-            uniform2[p, layer] = u2.size == 1
-            todo.append((f, g, u1, u2, i2, n_g, terms, used))
-            used += (u1.size + (1 if u2.size == 1 else 2 * groups * SERIES_LANES)) * terms
+            terms, one_row = pts.terms, pts.u2.size == 1
+            off1[p, layer], len1[p, layer] = used + pts.i1 * terms, pts.n_f[pts.i1]
+            off2[p, layer], width2[p, layer] = used + pts.u1.size * terms, terms
+            len2[p, layer], uniform2[p, layer] = pts.n_g[pts.i2], one_row
+            todo.append((f, g, pts, used))
+            used += (pts.u1.size + (1 if one_row else 2 * groups * SERIES_LANES)) * terms
             if used > SERIES_BUDGET:
                 return None
     coef = np.empty(max(used, 1))
-    for f, g, u1, u2, i2, n_g, terms, start in todo:
-        rows, _ = hermite.coefficients(f, u1, np.full(u1.size, terms - 1))  # all served
-        coef[start:start + rows.size] = rows.reshape(-1)
-        if not (f == g and np.array_equal(u1, u2)):  # else the same rows both sides
-            rows, _ = hermite.coefficients(g, u2, np.full(u2.size, terms - 1))
-        at = start + u1.size * terms  # x2's rows follow x1's
-        if u2.size == 1:
-            coef[at:at + terms] = rows[0]
-            continue
-        by_point = np.zeros((groups * SERIES_LANES, terms))  # zeros: the last group's padding
-        by_point[:n2] = rows[i2]
-        for copy in range(2):  # full, then zeroed
-            if copy:
-                by_point[:n2][np.arange(terms) > n_g[i2][:, None]] = 0.0
-            blocks = coef[at:at + by_point.size].reshape(groups, terms, SERIES_LANES)
-            blocks[...] = by_point.reshape(groups, SERIES_LANES, terms).transpose(0, 2, 1)
-            at += by_point.size
+    for f, g, pts, start in todo:
+        _write_rows(coef, start, f, g, pts, n2, groups)
     return SeriesRows(on, coef, off1, len1, off2, width2, len2, order, uniform2)
+
+
+def _write_rows(coef: np.ndarray, start: int, f: ScalarFunction, g: ScalarFunction,
+                pts: hermite.LayerPoints, n2: int, groups: int) -> None:
+    """One (pair, layer) of :class:`SeriesRows` into coef from ``start``: x1's rows, then
+    x2's one row (a single q) or its blocks, full then zeroed beyond each point's length."""
+    terms = pts.terms
+    rows, _ = hermite.coefficients(f, pts.u1, np.full(pts.u1.size, terms - 1))  # all served
+    coef[start:start + rows.size] = rows.reshape(-1)
+    if not (f == g and np.array_equal(pts.u1, pts.u2)):  # else the same rows both sides
+        rows, _ = hermite.coefficients(g, pts.u2, np.full(pts.u2.size, terms - 1))
+    at = start + pts.u1.size * terms  # x2's rows follow x1's
+    if pts.u2.size == 1:
+        coef[at:at + terms] = rows[0]
+        return
+    by_point = np.zeros((groups * SERIES_LANES, terms))  # zeros: the last group's padding
+    by_point[:n2] = rows[pts.i2]
+    for copy in range(2):  # full, then zeroed
+        if copy:
+            by_point[:n2][np.arange(terms) > pts.n_g[pts.i2][:, None]] = 0.0
+        blocks = coef[at:at + by_point.size].reshape(groups, terms, SERIES_LANES)
+        blocks[...] = by_point.reshape(groups, SERIES_LANES, terms).transpose(0, 2, 1)
+        at += by_point.size
 
 
 def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,

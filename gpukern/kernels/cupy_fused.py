@@ -95,19 +95,18 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
         if not on[p]:
             continue
         for layer in range(depth):
-            u1, i1 = np.unique(q1[layer], return_inverse=True)
-            u2, i2 = np.unique(q2[layer], return_inverse=True)
-            n_f, n_g = hermite.series_lengths(f, u1), hermite.series_lengths(g, u2)
-            if (n_f < 0).any() or (n_g < 0).any():
+            pts = hermite.layer_points(f, g, q1[layer], q2[layer])
+            if pts is None:
                 return None
-            terms = max(int(n_f.max(initial=-1)), int(n_g.max(initial=-1))) + 1
+            terms = pts.terms
             if used + terms * (n1 + n2) > SERIES_BUDGET:
                 return None
-            for fn, u, inv, lengths, base, ln, n in ((f, u1, i1, n_f, base1, len1, n1),
-                                                     (g, u2, i2, n_g, base2, len2, n2)):
+            for fn, u, inv, lengths, base, ln, n in (
+                    (f, pts.u1, pts.i1, pts.n_f, base1, len1, n1),
+                    (g, pts.u2, pts.i2, pts.n_g, base2, len2, n2)):
                 rows, _ = hermite.coefficients(fn, u, np.full(u.size, terms - 1))
-                chunks.append(np.ascontiguousarray(rows[inv.reshape(-1)].T).reshape(-1))
-                base[p, layer], ln[p, layer] = used, lengths[inv.reshape(-1)]
+                chunks.append(np.ascontiguousarray(rows[inv].T).reshape(-1))
+                base[p, layer], ln[p, layer] = used, lengths[inv]
                 used += terms * n
     coef = np.concatenate(chunks) if chunks else np.zeros(1)
     return on, coef, base1, base2, len1, len2
