@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bivariate, hermite, tables
+from . import bivariate, correlation, hermite, tables
 from ._backend import BACKEND
 from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
 from .kernels import ops
@@ -377,9 +377,77 @@ def expect_pair(
 
 def series_or_reduced(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
                       order: int = DEFAULT_ORDER) -> Array:
-    """E[f(u) g(v)] with no closed form: Mehler's series where both functions are analytic
-    and their points' series converge (:mod:`gpukern.hermite`), the reduced pair for the
-    other entries."""
+    """E[f(u) g(v)] with no closed form: where q and q' are each one value, the pair's
+    table in the correlation (:mod:`gpukern.correlation`); else Mehler's series where both
+    functions are analytic and their points' series converge (:mod:`gpukern.hermite`),
+    the reduced pair for the other entries."""
+    table = correlation_table(f, g, q, qp, order)
+    if table is not None:
+        (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
+        return table(q, qp, c, det).reshape(shape)
+    return _series_or_reduced(f, g, q, qp, c, det, order)
+
+
+COMMON_SPREAD = 1e-13
+"""Variances whose spread is at most this, relative, count as one (inputs normalised in
+floating point differ in their last bits): the table at the largest serves them, off by
+about the spread times |d log F / d log q|."""
+
+
+def common_variance(a: Array) -> float | None:
+    """The largest entry of a non-empty array whose entries agree to COMMON_SPREAD
+    (relative), else None."""
+    xp = BACKEND.xp
+    a = xp.asarray(a)
+    if a.size == 0:
+        return None
+    lo, hi = (float(v) for v in BACKEND.to_host(xp.stack([a.min(), a.max()])))
+    return hi if hi - lo <= COMMON_SPREAD * abs(hi) else None
+
+
+SHORT_SERIES = 128
+"""A pair whose Mehler series at (q, q') has at most this many terms is summed, not tabled:
+one variance on a side lets the compiled loop form a_k b_k once per term, and the sum then
+costs about what a table read does (measured: sigmoid(2) at q = 1.04, 126 terms)."""
+
+
+MIN_TABLE_ENTRIES = 4096
+"""A block of fewer entries keeps the pair's route: a table costs a few hundred of its
+values (it then pays for itself many times over; below, it would not)."""
+
+
+def correlation_table(f: ScalarFunction, g: ScalarFunction, q, qp, order: int = DEFAULT_ORDER,
+                      entries: int | None = None) -> correlation.CorrelationTable | None:
+    """The memoized table of E[f(u) g(v)] at the one q and one q' of a block of
+    ``entries`` entries (default: q and q' broadcast; :func:`common_variance`). None where
+    the block has fewer than MIN_TABLE_ENTRIES, q or q' takes more than one value or is
+    not positive, the pair's series is short there (:data:`SHORT_SERIES`), or no table
+    converges."""
+    if entries is None:
+        entries = math.prod(np.broadcast_shapes(np.shape(q), np.shape(qp)))
+    if entries < MIN_TABLE_ENTRIES:
+        return None
+    q0, qp0 = common_variance(q), common_variance(qp)
+    if q0 is None or qp0 is None or not (q0 > 0.0 and qp0 > 0.0):
+        return None
+    if hermite.serves(f) and hermite.serves(g):
+        n_f = hermite.series_lengths(f, np.array([q0]))[0]
+        n_g = hermite.series_lengths(g, np.array([qp0]))[0]
+        if 0 <= max(n_f, n_g) <= SHORT_SERIES and min(n_f, n_g) >= 0:
+            return None  # summed as fast as a table is read
+
+    def pair(c: np.ndarray, det: np.ndarray) -> np.ndarray:
+        xp = BACKEND.xp
+        cq, cd = xp.asarray(c), xp.asarray(det)
+        return BACKEND.to_host(_series_or_reduced(f, g, xp.full(cq.shape, q0),
+                                                  xp.full(cq.shape, qp0), cq, cd, order))
+
+    return tables.kept(("correlation", f, g, q0, qp0, order),
+                       lambda: correlation.build(pair, q0, qp0))
+
+
+def _series_or_reduced(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
+                       order: int = DEFAULT_ORDER) -> Array:
     if not (hermite.serves(f) and hermite.serves(g)):
         return reduced_pair(f, g, q, qp, c, det, order)
     out = hermite.mehler_pair(f, g, q, qp, c)  # broadcast inputs: their points found cheaply

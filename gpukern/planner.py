@@ -182,19 +182,18 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
     q2 = [q[cols] for q in inputs.q2]
     ida, idb = inputs.ids1[rows], inputs.ids2[cols]
     q1s, q2s = np.stack(q1), np.stack(q2)
-    series = None
-    if any(cpu_fused.series_pair(f, g) for f, g in plan.sides + [(arch.sigma, arch.sigma)]):
-        series = cpu_fused.series_rows(arch.sigma, plan.sides, q1s, q2s)
+    found = cpu_fused.routes(arch.sigma, plan.sides, q1s, q2s, arch.order)
+    if found is None:
         whole = block == (slice(None), slice(None))
-        if series is None and whole and max(inputs.shape) > DEFAULT_TILE:
-            # rows over budget, or a point not served: tile by tile, each tile's rows
-            # within budget (else that tile on the array path)
+        if whole and max(inputs.shape) > DEFAULT_TILE:
+            # rows over budget, a point not served, or variances not one value: tile by
+            # tile, each tile on the compiled loop where its routes serve it
             return _tiled(plan, inputs, dtype, DEFAULT_TILE, mirror)
-        if series is None:
-            return _array_block(plan, inputs, block, mirror, dtype)
+        return _array_block(plan, inputs, block, mirror, dtype)
+    series, corr = found
     nngp, outs, tabled = cpu_fused.recursion(
         arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]), arch.sigma, plan.sides,
-        xa, xb, q1s, q2s, ida, idb, mirror, dtype, want_nngp, arch.order, series)
+        xa, xb, q1s, q2s, ida, idb, mirror, dtype, want_nngp, arch.order, series, corr)
     if tabled:
         _redo_off_table(plan, (xa, xb, q1, q2, ida, idb), mirror, nngp, outs)
     return nngp, outs

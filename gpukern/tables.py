@@ -60,6 +60,9 @@ MAX_MEAN_TABLES = 8
 so custom functions made in a loop cannot grow memory without bound."""
 MAX_ZERO_MEAN_TABLES = 64
 """1-D tables kept at once (one per function and order; each at most MAX_TABLE_PANELS rows)."""
+MAX_CORRELATION_TABLES = 64
+"""Tables of a pair in the correlation kept at once (:mod:`gpukern.correlation`; one per
+pair, variances and order)."""
 _CHUNK = 1 << 14  # points evaluated at once (a (chunk, MEAN_CHEB, MEAN_CHEB) gather)
 
 _TABLES: dict = {}
@@ -117,7 +120,7 @@ def table_panels(g: ScalarFunction, kmin: int, kmax: int, order: int | None = No
         raise ValueError(f"a Gaussian-average table of {kmax - kmin + 1} panels was asked for "
                          f"(at most {MAX_TABLE_PANELS}): variances over more than "
                          f"{MAX_TABLE_PANELS * TABLE_PANEL * 2 / 2.303:.0f} decades")
-    table = _kept(("zero-mean", g, order), dict)
+    table = kept(("zero-mean", g, order), dict)
     needed = [k for k in range(kmin, kmax + 1) if k not in table]
     if needed:
         xp = BACKEND.xp
@@ -236,11 +239,13 @@ class MeanTable:
         self.filled[flat] = True
 
 
-def _kept(key: tuple, make: Any) -> Any:
-    """The table under ``key`` (made by ``make()`` if absent); of each sort (key[0]) at most
-    MAX_MEAN_TABLES / MAX_ZERO_MEAN_TABLES are kept, the oldest made going first."""
+def kept(key: tuple, make: Any) -> Any:
+    """The table under ``key`` (made by ``make()`` if absent; it may be None); of each sort
+    (key[0]: "with-mean", "zero-mean", "correlation") at most its limit (MAX_MEAN_TABLES,
+    MAX_ZERO_MEAN_TABLES, MAX_CORRELATION_TABLES) are kept, the oldest made going first."""
     if key not in _TABLES:
-        limit = MAX_MEAN_TABLES if key[0] == "with-mean" else MAX_ZERO_MEAN_TABLES
+        limit = {"with-mean": MAX_MEAN_TABLES, "zero-mean": MAX_ZERO_MEAN_TABLES,
+                 "correlation": MAX_CORRELATION_TABLES}[key[0]]
         kept = [k for k in _TABLES if k[0] == key[0]]
         for old in kept[:max(0, len(kept) - limit + 1)]:
             del _TABLES[old]
@@ -249,7 +254,7 @@ def _kept(key: tuple, make: Any) -> Any:
 
 
 def _mean_table(unit: Unit) -> MeanTable:
-    return _kept(("with-mean", unit), lambda: MeanTable(unit))
+    return kept(("with-mean", unit), lambda: MeanTable(unit))
 
 
 def _peak(unit: Unit, sigma: Array) -> Array:

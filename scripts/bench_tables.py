@@ -7,9 +7,11 @@ ones, and the symmetric path for x2 equal to x1 (asv_benchmarks/RESULTS.md, issu
 other times the best of two calls after it (the coefficients kept: they are the same
 numbers recomputed or not).
 
-Depth 3, sign activations, bias_std 0.2, inputs N(0, I_3). The nested 2-D quadrature that
-the tables replace is timed at N_OLD points (it takes ~10-50 ms per entry) by routing the
-pairs back to it.
+Depth 3, sign activations, bias_std 0.2, inputs N(0, I_3), then the same inputs scaled
+to the unit sphere (one norm: every layer's variances are one value, so every pair
+without a closed form is read from its table in the correlation). The nested 2-D
+quadrature that the tables replace is timed at N_OLD points (it takes ~10-50 ms per
+entry) by routing the pairs back to it.
 """
 
 import sys
@@ -39,9 +41,9 @@ def per_entry(seconds: float, n: int) -> float:
     return seconds / (n * (n + 1) / 2) / 3
 
 
-def surrogate_kernels(x: np.ndarray, x_old: np.ndarray) -> None:
-    print(f"surrogate x surrogate kernel, depth 3, sign, N = {len(x)} "
-          f"(2-D quadrature at N = {len(x_old)})")
+def surrogate_kernels(x: np.ndarray, x_old: np.ndarray | None, label: str) -> None:
+    old_n = "" if x_old is None else f" (2-D quadrature at N = {len(x_old)})"
+    print(f"\nsurrogate x surrogate kernel, depth 3, sign, N = {len(x)}, {label}{old_n}")
     print(f"{'surrogate':<18} {'first':>9} {'time':>9} {'per entry':>10} {'/ erf':>7} "
           f"{'2-D quad/entry':>15} {'speed-up':>9}")
     base = None
@@ -53,7 +55,7 @@ def surrogate_kernels(x: np.ndarray, x_old: np.ndarray) -> None:
         t = best(run)
         base = t if base is None else base
         old = ""
-        if sur is not first:
+        if sur is not first and x_old is not None:
             routes = gaussian.reduced_pair, gaussian.series_or_reduced
             gaussian.reduced_pair = gaussian.series_or_reduced = gaussian.quad_pair
             try:  # the array path: the compiled recursion would sum the series itself
@@ -103,7 +105,8 @@ def main() -> None:
     n_old = int(sys.argv[2]) if len(sys.argv) > 2 else 12
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 3))
-    surrogate_kernels(x, x[:n_old])
+    surrogate_kernels(x, x[:n_old], "inputs N(0, I_3)")
+    surrogate_kernels(x / np.linalg.norm(x, axis=1, keepdims=True), None, "inputs of norm 1")
     custom_activation(x)
     symmetric_path(4096)
 

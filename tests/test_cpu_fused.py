@@ -70,9 +70,12 @@ def test_tables_are_used_for_quadrature_surrogates():
     sign = gk.activations.sign().derivative
     assert cpu_fused.supports(gk.activations.sign().function,
                               [(sign, gk.surrogates.fast_sigmoid(5.0))])
-    # two quadrature functions face each other: no table, the NumPy path
+    assert not cpu_fused.table_pair(sign, gk.surrogates.fast_sigmoid(5.0))  # a formula
+    # two quadrature functions face each other: no formula; a table in the correlation
+    # where a layer's variances are each one value (tests/test_correlation.py)
     fs = gk.surrogates.fast_sigmoid(5.0)
-    assert not cpu_fused.supports(gk.activations.sign().function, [(fs, fs)])
+    assert cpu_fused.supports(gk.activations.sign().function, [(fs, fs)])
+    assert cpu_fused.table_pair(fs, fs)
 
 
 @pytest.mark.parametrize("gap", [1e-3, 1e-9, 1e-13])

@@ -137,6 +137,28 @@ class SeriesTargets:
         sync(self.net.kernels(self.x, which=self.which))
 
 
+class CorrelationTables:
+    """Issue 15's surrogate x surrogate targets on inputs of one norm (depth 3, N = 1024,
+    sign): every layer's variances are one value, so the pairs without a closed form
+    (fast_sigmoid's kink, atan's long series) are read from their tables in the
+    correlation; erf(2)'s closed form is the baseline. Tables built in the setup call."""
+
+    params = ([1024], ["erf", "sigmoid", "fast_sigmoid", "atan"])
+    param_names = ["N", "surrogate"]
+
+    def setup(self, n, surrogate):
+        import numpy as np
+
+        x = inputs(n)
+        self.x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        sur = getattr(gk.surrogates, surrogate)(2.0)
+        self.net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+        self.net.kernels(self.x, which=("surrogate",))
+
+    def time_kernels(self, n, surrogate):
+        sync(self.net.kernels(self.x, which=("surrogate",)))
+
+
 class SameInputs:
     """kernels(x, x) takes the symmetric path of kernels(x) (erf NNGP + NTK)."""
 

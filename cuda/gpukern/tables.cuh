@@ -64,6 +64,49 @@ GK_HD T series_entry(const SeriesTile& s, int p, int l, int depth, int i, int j,
   return acc;
 }
 
+// A pair at fixed variances (q, q') from its table in the correlation
+// (gpukern/correlation.py, CorrelationTable.data): rho = c / sqrt(q q') clipped, its half
+// (rho >= 0 at table + 3, else at table + table[2]), t = sqrt(1 - |rho|) with
+// 1 - |rho| = det / (q q' (1 + |rho|)) where |rho| > 1/2 (no cancellation near +-1); the
+// half's cell index (2^table[0] cells of t) gives the panel, whose (lo, 2 / width,
+// table[1] + 1 Chebyshev coefficients) follow the index. Returns the panel's offset from
+// table, and x = (t - lo) 2 / width - 1 in [-1, 1].
+GK_HD long long correlation_panel(const double* table, double q, double qp, double c,
+                                  double det, double& x) {
+  const double r = c / sqrt(q * qp);
+  const double rho = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
+  const double a = fabs(rho);
+  const double om = a > 0.5 ? det / ((q * qp) * (1.0 + a)) : 1.0 - a;
+  const double t = sqrt(om > 0.0 ? om : 0.0);
+  const int degree = (int)table[1];
+  const long long n_cells = 1LL << (int)table[0];
+  const long long half = rho >= 0.0 ? 3 : (long long)table[2];
+  long long cell = (long long)(t * (double)n_cells);
+  cell = cell < n_cells - 1 ? cell : n_cells - 1;
+  const long long at = half + n_cells + (long long)table[half + cell] * (degree + 3);
+  const double y = (t - table[at]) * table[at + 1] - 1.0;
+  x = y > 1.0 ? 1.0 : (y < -1.0 ? -1.0 : y);
+  return at;
+}
+
+// Clenshaw's recurrence for one step k of the panel's sum (b1, b2 carried):
+// b_k = c_k + 2 x b_{k+1} - b_{k+2}; after k = 1, the value is c_0 + x b_1 - b_2.
+GK_HD void clenshaw_step(double ck, double x, double& b1, double& b2) {
+  const double b = ck + 2.0 * x * b1 - b2;
+  b2 = b1;
+  b1 = b;
+}
+
+// The pair's value at one entry: its panel (correlation_panel), then Clenshaw. The array
+// path computes the same expression.
+GK_HD double correlation_entry(const double* table, double q, double qp, double c, double det) {
+  double x;
+  const double* row = table + correlation_panel(table, q, qp, c, det, x);
+  double b1 = 0.0, b2 = 0.0;
+  for (int k = (int)table[1]; k > 0; --k) clenshaw_step(row[2 + k], x, b1, b2);
+  return row[2] + x * b1 - b2;
+}
+
 // sum_{a,b < n} coef[a n + b] T_a(x) T_b(y), x, y in [-1, 1], n <= kMeanCheb: the basis
 // values by the three-term recurrence, then a product per row (independent multiply-adds,
 // not Clenshaw's chain of dependent ones).

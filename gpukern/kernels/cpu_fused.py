@@ -115,8 +115,9 @@ def library() -> ctypes.CDLL | None:
     # ..., series_on, series_coef, series_off1, series_len1, series_off2, series_width2,
     # series_len2, series_order, series_uniform2
     series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64, _I64, _I64, _I64]
-    lib.gk_cpu_recursion_f64.argtypes = head + series + [_D, _D]
-    lib.gk_cpu_recursion_f32.argtypes = head + series + [_F, _F]
+    corr = [_I64, _D]  # correlation tables: offsets per (pair, layer), data
+    lib.gk_cpu_recursion_f64.argtypes = head + series + corr + [_D, _D]
+    lib.gk_cpu_recursion_f32.argtypes = head + series + corr + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
     for suffix, ptr in (("f64", _D), ("f32", _F)):
         fn = getattr(lib, f"gk_cpu_map_{suffix}")
@@ -342,14 +343,14 @@ def _term_pair_ok(a: ScalarFunction, sa: float, b: ScalarFunction, sb: float) ->
 
 
 def supports(sigma: ScalarFunction, pairs) -> bool:
-    """True when the CPU loop computes these kernels: closed forms (as on the GPU), a
+    """True when the CPU loop may compute these kernels: closed forms (as on the GPU), a
     quadrature function facing a bump or constant through a table of its average (term by
-    term for sums and thresholds), and pairs of analytic functions (built-in or custom)
-    by Mehler's series (:func:`series_pair`), sigma's own pair included."""
-    if len(pairs) > MAX_PAIRS:
-        return False
-    return ((_closed_sigma(sigma) or series_pair(sigma, sigma))
-            and all(series_pair(f, g) or _formula_pair(f, g) for f, g in pairs))
+    term for sums and thresholds), pairs of analytic functions (built-in or custom) by
+    Mehler's series (:func:`series_pair`), and any other pair where its layers' variances
+    are each one value, from its table in the correlation; sigma's own pair included.
+    Which of these serve a request is decided on its variances (:func:`routes`): a block
+    with an entry that none serves goes to the array path."""
+    return len(pairs) <= MAX_PAIRS
 
 
 def _closed_sigma(sigma: ScalarFunction) -> bool:
@@ -369,15 +370,86 @@ def series_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
     return hermite.serves(f) and hermite.serves(g) and not _formula_pair(f, g)
 
 
+def table_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
+    """E[f(u) g(v)] may be read from a table in the correlation (:mod:`gpukern.correlation`)
+    at layers whose q and q' are each one value: a pair without a CPU formula."""
+    return not _formula_pair(f, g)
+
+
+@dataclass
+class CorrelationRows:
+    """The CorrelationPairs of cpu_kernels.cpp: per (pair, layer) (the kernels' pairs, then
+    sigma's own pair) the offset of its table in ``data``, or -1."""
+
+    off: np.ndarray  # (npairs + 1, depth) int64
+    data: np.ndarray  # flat float64
+
+    @property
+    def tabled(self) -> np.ndarray:
+        return self.off >= 0
+
+    def pointers(self) -> list:
+        return [_ptr(self.off, _I64), _ptr(self.data, _D)]
+
+
+def correlation_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray,
+                     order: int) -> CorrelationRows | None:
+    """Tables for the pairs without a CPU formula (sigma's own pair last, unless closed) at
+    the layers where q1[layer] and q2[layer] each have one value (gaussian.correlation_table,
+    memoized); None where no (pair, layer) is tabled."""
+    from ..gaussian import correlation_table
+
+    pairs = list(pairs) + [(sigma, sigma)]
+    wanted = [table_pair(f, g) for f, g in pairs[:-1]] + [not _closed_sigma(sigma)]
+    off = np.full((len(pairs), q1.shape[0]), -1, dtype=np.int64)
+    parts, used = [], 0
+    for p, (f, g) in enumerate(pairs):
+        if not wanted[p]:
+            continue
+        for layer in range(q1.shape[0]):
+            table = correlation_table(f, g, q1[layer], q2[layer], order,
+                                      entries=q1.shape[1] * q2.shape[1])
+            if table is not None:
+                data = table.data()
+                off[p, layer] = used
+                parts.append(data)
+                used += data.size
+    if not parts:
+        return None
+    return CorrelationRows(off, np.concatenate(parts))
+
+
+def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int
+           ) -> tuple[SeriesRows | None, CorrelationRows | None] | None:
+    """The series rows and correlation tables of a compiled call, or None where some
+    (pair, layer) without a formula has neither (a point whose series is not served,
+    variances not one value for a pair without series, or rows over SERIES_BUDGET)."""
+    corr = correlation_rows(sigma, pairs, q1, q2, order)
+    tabled = corr.tabled if corr is not None else np.zeros((len(pairs) + 1, q1.shape[0]), bool)
+    sides = list(pairs) + [(sigma, sigma)]
+    rest = [p for p, (f, g) in enumerate(sides)
+            if (table_pair(f, g) if p < len(pairs) else not _closed_sigma(sigma))
+            and not tabled[p].all()]
+    series = None
+    if rest:
+        if not all(series_pair(*sides[p]) for p in rest):
+            return None
+        series = series_rows(sigma, pairs, q1, q2, skip=tabled)
+        if series is None:
+            return None
+    return series, corr
+
+
 def _needs_table(term: ScalarFunction, shift: float, partner: ScalarFunction) -> bool:
     return shift == 0.0 and any(sp == 0.0 and _tabled(term, p) for p, sp in partner.terms())
 
 
-def _plan(sigma, pairs, q_max: float, order: int, series: SeriesRows | None):
+def _plan(sigma, pairs, q_max: float, order: int):
     """The descriptors one after the other, the tables buffer and each term's offset in it
-    (a term averaged by a table is sent as a kTable term; the functions of a pair summed
-    by its series as descriptors without terms)."""
-    on = [False] * (len(pairs) + 1) if series is None else [bool(v) for v in series.on]
+    (a term averaged by a table is sent as a kTable term; the functions of a pair without
+    a formula, summed by its series or read from correlation tables, as descriptors
+    without terms)."""
+    on = [table_pair(f, g) for f, g in pairs] + [not _closed_sigma(sigma)]  # no terms sent
     rows: list[float] = [0.0] if on[-1] else list(sigma.descriptor())
     offsets = [0] * (0 if on[-1] else len(sigma.terms()))
     tables: list[np.ndarray] = []
@@ -448,14 +520,16 @@ class SeriesRows:
                 _ptr(self.uniform2, _I64)]
 
 
-def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
-                ) -> SeriesRows | None:
+def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray,
+                skip: np.ndarray | None = None) -> SeriesRows | None:
     """Coefficient rows for the pairs that :func:`series_pair` sums (the kernels' pairs,
     then sigma's own pair unless it has a closed form), at every layer's diagonals q1
     (depth, n1), q2 (depth, n2): each point's row long enough for every partner (max of
     both series lengths). None where no pair is a series, where a point's series is not
     served (too many terms: those entries take the reduced pair, on the array path) or
-    where the rows would exceed SERIES_BUDGET (the planner then goes tile by tile)."""
+    where the rows would exceed SERIES_BUDGET (the planner then goes tile by tile).
+    ``skip`` (npairs + 1, depth): (pair, layer)s read from another route (a correlation
+    table), which get no rows."""
     pairs = list(pairs) + [(sigma, sigma)]
     on = np.array([series_pair(f, g) for f, g in pairs[:-1]] + [not _closed_sigma(sigma)],
                   dtype=np.int32)
@@ -476,6 +550,8 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
         if not on[p]:
             continue
         for layer in range(depth):
+            if skip is not None and skip[p, layer]:
+                continue
             pts = hermite.layer_points(f, g, q1[layer], q2[layer])
             if pts is None:
                 return None  # mixed routes: the array path takes them entry by entry
@@ -519,7 +595,7 @@ def _write_rows(coef: np.ndarray, start: int, f: ScalarFunction, g: ScalarFuncti
 def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,
               x2: np.ndarray, q1: np.ndarray, q2: np.ndarray, id1: np.ndarray, id2: np.ndarray,
               upper: bool, dtype: Any, want_nngp: bool = True, order: int = DEFAULT_ORDER,
-              series: SeriesRows | None = None
+              series: SeriesRows | None = None, corr: CorrelationRows | None = None
               ) -> tuple[np.ndarray | None, list[np.ndarray], bool]:
     """NNGP and kernels of x1 (n1, n0) against x2 (n2, n0) in one call.
 
@@ -528,7 +604,8 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     q1 (depth, n1), q2 (depth, n2): the layer diagonals; id1, id2: row ids. ``upper``
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
     ``series``: the coefficient rows of the pairs summed by Mehler's series
-    (:func:`series_rows`). Outputs are written in ``dtype`` (float32 or float64), computed
+    (:func:`series_rows`); ``corr`` the pairs' correlation tables (:func:`correlation_rows`),
+    read first where a (pair, layer) has one. Outputs are written in ``dtype`` (float32 or float64), computed
     in float64. The last value is True when tables or series were used: entries off a
     table's range or with a point whose series is not served are NaN then.
     """
@@ -541,8 +618,7 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     kout = np.empty((len(pairs), n1, n2), dtype=dt)
     c64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
     x1, x2, q1, q2 = c64(x1), c64(x2), c64(q1), c64(q2)
-    fns, tables, offsets, tabled = _plan(sigma, pairs, float(max(q1.max(), q2.max())), order,
-                                         series)
+    fns, tables, offsets, tabled = _plan(sigma, pairs, float(max(q1.max(), q2.max())), order)
     id1 = np.ascontiguousarray(id1, dtype=np.int64)
     id2 = np.ascontiguousarray(id2, dtype=np.int64)
     own = c64(own).reshape(depth + 1, 2)
@@ -553,8 +629,9 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
             _ptr(tables, _D),
             _ptr(offsets, _I64), len(pairs), int(upper),
             *(series.pointers() if series is not None else [None] * 9),
+            *(corr.pointers() if corr is not None else [None] * 2),
             _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:
         raise RuntimeError("the CPU recursion met a pair without a closed form "
-                           "(supports() said yes)")
+                           "(routes() said yes)")
     return nngp, [kout[p] for p in range(len(pairs))], tabled or series is not None

@@ -410,6 +410,40 @@ void series_chunk(const SeriesPairs& s, int p, int l, int depth, int64_t n1, int
   }
 }
 
+// Pairs read from their tables in the correlation (gpukern/correlation.py): pair p (the
+// kernels' pairs, then sigma's own pair as p = npairs) at layer l has its table at
+// data + off[p depth + l], or off -1 where it takes its other route (closed form or series).
+struct CorrelationPairs {
+  const int64_t* off = nullptr;
+  const double* data = nullptr;
+
+  const double* at(int p, int l, int depth) const {
+    if (!off) return nullptr;
+    const int64_t o = off[(int64_t)p * depth + l];
+    return o >= 0 ? data + o : nullptr;
+  }
+};
+
+// out[j] = gk::correlation_entry over one chunk (whole chunk: padding entries harmless):
+// the panels first, then Clenshaw's steps term by term across the entries (a vector loop
+// of gathers), the same operations in the same order.
+void correlation_chunk(const double* __restrict table, double q, const double* __restrict qp,
+                       const double* __restrict c, const double* __restrict det,
+                       double* __restrict out) {
+  alignas(kAlign) int64_t at[kChunk];
+  alignas(kAlign) double x[kChunk], b1[kChunk], b2[kChunk];
+#pragma omp simd
+  for (int j = 0; j < kChunk; ++j) {
+    at[j] = gk::correlation_panel(table, q, qp[j], c[j], det[j], x[j]);
+    b1[j] = b2[j] = 0.0;
+  }
+  for (int k = (int)table[1]; k > 0; --k)
+#pragma omp simd
+    for (int j = 0; j < kChunk; ++j) gk::clenshaw_step(table[at[j] + 2 + k], x[j], b1[j], b2[j]);
+#pragma omp simd
+  for (int j = 0; j < kChunk; ++j) out[j] = table[at[j] + 2] + x[j] * b1[j] - b2[j];
+}
+
 // Per-thread state: the chunk's buffers.
 struct Work {
   Buf gram, sig, next, own, c, det, d, qp, same, shared, carry, tmp, rho;
@@ -421,7 +455,7 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
               double sb2, const double* own, const double* fns, const double* tables,
               const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
-              Out* nngp, Out* kout) {
+              const CorrelationPairs& corr, Out* nngp, Out* kout) {
   // the descriptors one after the other: sigma, then left/right per pair
   const double* at = fns;
   int first_term = 0;
@@ -537,6 +571,8 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               next[j] = gk::erf_pair(s, s, c[j], root);
               dt[j] = gk::bump_pair(lf, rg, root);
             }
+          } else if (const double* table = corr.at(npairs, l, depth)) {
+            correlation_chunk(table, q, qp, c, det, next);
           } else if (series.on && series.on[npairs]) {
             series_chunk(series, npairs, l, depth, n1, n2, i, j0, len, q, qp, c, next,
                          w->rho.v);
@@ -551,7 +587,9 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
           }
           for (int p = 0; p < npairs; ++p) {
             double* __restrict dp = p == twin ? w->shared.v : d;
-            if (series.on && series.on[p])
+            if (const double* table = corr.at(p, l, depth))
+              correlation_chunk(table, q, qp, c, det, d);
+            else if (series.on && series.on[p])
               series_chunk(series, p, l, depth, n1, n2, i, j0, len, q, qp, c, d, w->rho.v);
             else if (p != twin)
               good = pair_chunk(lefts[p], rights[p], q, qp, c, det, d, w->tmp.v) && good;
@@ -794,10 +832,10 @@ template <typename Out>
 int run(int n1, int n2, int n0, const double* x1, const double* x2, const double* q1,
         const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
         double sb2, const double* own, const double* fns, const double* tables,
-        const int64_t* offsets, int npairs, int upper, const SeriesPairs& series, Out* nngp,
-        Out* kout) {
+        const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
+        const CorrelationPairs& corr, Out* nngp, Out* kout) {
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
-                                fns, tables, offsets, npairs, upper, series, nngp, kout);
+                                fns, tables, offsets, npairs, upper, series, corr, nngp, kout);
   if (upper) {
     std::vector<int64_t> rank(series.order ? n1 : 0);
     for (int j = 0; j < (series.order ? n1 : 0); ++j) rank[series.order[j]] = j;
@@ -821,7 +859,8 @@ extern "C" {
 // 0 if a pair has no closed form; entries outside a table's panels are NaN. series_on
 // (npairs + 1, sigma's pair last; or null): pairs summed by Mehler's series from the
 // coefficient rows of series_coef (see SeriesPairs); NaN where a point's series is not
-// served.
+// served. corr_off ((npairs + 1) depth, or null) and corr_data: the (pair, layer)s read
+// from a table in the correlation (see CorrelationPairs), before any other route.
 // fns holds the descriptors one after the other ({n, then kind, a, b, c, shift per term});
 // offsets is indexed by term, counted over all of them.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
@@ -833,13 +872,14 @@ int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off1, const int64_t* series_len1,
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
-                         const int64_t* series_uniform2, double* nngp,
-                         double* kout) {
+                         const int64_t* series_uniform2, const int64_t* corr_off,
+                         const double* corr_data, double* nngp, double* kout) {
   const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
                            series_off2,   series_width2, series_len2, series_order,
                            series_uniform2};
+  const CorrelationPairs corr{corr_off, corr_data};
   return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
-                 offsets, npairs, upper, series, nngp, kout);
+                 offsets, npairs, upper, series, corr, nngp, kout);
 }
 
 int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double* x2,
@@ -851,13 +891,14 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off1, const int64_t* series_len1,
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
-                         const int64_t* series_uniform2, float* nngp,
-                         float* kout) {
+                         const int64_t* series_uniform2, const int64_t* corr_off,
+                         const double* corr_data, float* nngp, float* kout) {
   const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
                            series_off2,   series_width2, series_len2, series_order,
                            series_uniform2};
+  const CorrelationPairs corr{corr_off, corr_data};
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
-                 offsets, npairs, upper, series, nngp, kout);
+                 offsets, npairs, upper, series, corr, nngp, kout);
 }
 
 // E[f(u) g(v)] of m entries by the reduced pair's outer rule (gpukern/gaussian.py,

@@ -1,0 +1,183 @@
+"""A pair at fixed variances as a table in the correlation: E[f(u) g(v)] = F(rho).
+
+Where every point of a layer has one variance q on the left and one q' on the right (a
+sign or step network's layers after the first, sigma^2 = 1; inputs of one norm: every
+layer), a pair without a closed form depends on an entry only through
+rho = c / sqrt(q q'). It is tabled once per (f, g, q, q') and then costs a table read per
+entry, instead of a 1-D rule (the reduced pair) or a long series.
+
+The coordinate is t = sqrt(1 - |rho|) on two halves, rho >= 0 and rho < 0, each t in
+[0, 1]. F is analytic in t on each closed half: its non-analytic terms at rho = +-1 are
+powers (1 -+ rho)^(k/2) (a kink of f or g gives k = 3), polynomials in t, and a narrow
+f or g makes F peak on a scale t ~ width / sqrt(q), which the panels resolve. Each half
+is piecewise Chebyshev of degree DEGREE on dyadic panels of [0, 1]: a panel is split
+until its two last coefficients are below TOL times the half's largest value (at most
+MAX_LEVEL halvings, where FLOOR, the node values' own noise, suffices; a table that needs
+more is not made and the entries keep their route). The values at the nodes come from the pair's own route (Mehler's series or the
+reduced pair, ``gaussian.series_or_reduced``), so the table is as accurate as they are to
+TOL. An entry's t is computed from the determinant where |rho| > 1/2,
+1 - |rho| = det / (q q' (1 + |rho|)), so that near-coinciding inputs keep their digits.
+
+Tables are data: the compiled CPU loop and the CUDA kernel read the same layout with
+``gk::correlation_entry`` (cuda/gpukern/tables.cuh), the array path with
+:meth:`CorrelationTable.__call__` (the same expression).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._backend import BACKEND
+
+Array = Any
+
+DEGREE = 16
+"""Chebyshev degree of a panel (DEGREE + 1 coefficients)."""
+MAX_LEVEL = 12
+"""Finest panel: 2^-MAX_LEVEL of [0, 1] in t (1 - |rho| down to ~6e-8 within one panel)."""
+START_LEVEL = 3
+"""Panels a half starts with: 2^START_LEVEL."""
+TOL = 1e-12
+"""A panel is kept when |c_{DEGREE-1}| + |c_DEGREE| <= TOL * (the half's largest |F|): above
+the noise of the node values (the reduced pair's ~1e-13 relative, which halving a panel
+does not lower), three orders below the pairs' 1e-9 accuracy target."""
+FLOOR = 1e-11
+"""A panel of the finest width is kept when its tail is below FLOOR times the half's
+largest |F| (the node values' own noise near rho = +-1, where the reduced pair meets
+det -> 0, ~1e-12 relative, does not shrink with the panel); above it the table is refused."""
+HEADER = 3
+"""Doubles before the halves in :meth:`CorrelationTable.data`: MAX_LEVEL, DEGREE, and the
+offset of the negative half."""
+
+
+def _cheb_nodes() -> np.ndarray:
+    k = np.arange(DEGREE + 1)
+    return np.cos(np.pi * (k + 0.5) / (DEGREE + 1))
+
+
+def _cheb_coefficients(values: np.ndarray) -> np.ndarray:
+    """Chebyshev coefficients (..., DEGREE + 1) from values at :func:`_cheb_nodes`."""
+    n = DEGREE + 1
+    k = np.arange(n)
+    theta = np.pi * (k + 0.5) / n
+    basis = np.cos(np.outer(k, theta))  # (coefficient, node)
+    coef = (2.0 / n) * values @ basis.T
+    coef[..., 0] *= 0.5
+    return coef
+
+
+def one_minus_abs_rho(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array, Array]:
+    """(rho, 1 - |rho|), rho = c / sqrt(q q') clipped to [-1, 1]; 1 - |rho| from det where
+    |rho| > 1/2 (gk::correlation_entry)."""
+    xp = BACKEND.xp
+    r = c / xp.sqrt(q * qp)
+    rho = xp.where(r > 1.0, 1.0, xp.where(r < -1.0, -1.0, r))
+    a = xp.abs(rho)
+    near = det / ((q * qp) * (1.0 + a))
+    return rho, xp.where(a > 0.5, near, 1.0 - a)
+
+
+class CorrelationTable:
+    """F(rho) of one pair at fixed (q, q'): per half (0: rho >= 0, 1: rho < 0) the panel
+    edges ``lo`` (and width ``2^-level``), a cell index (2^MAX_LEVEL cells of t, each the
+    panel holding it) and (n_panels, DEGREE + 1) Chebyshev coefficients."""
+
+    def __init__(self, halves: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        self.halves = halves  # (lo, width, coef) per half, panels by increasing lo
+        self.cells = []
+        n_cells = 1 << MAX_LEVEL
+        for lo, width, _ in halves:
+            first = np.rint(lo * n_cells).astype(np.int64)
+            count = np.rint(width * n_cells).astype(np.int64)
+            self.cells.append(np.repeat(np.arange(lo.size), count))
+            assert first[0] == 0 and self.cells[-1].size == n_cells
+        self._device: list | None = None
+
+    @property
+    def panels(self) -> int:
+        return sum(h[0].size for h in self.halves)
+
+    def data(self) -> np.ndarray:
+        """The layout gk::correlation_entry reads: HEADER doubles, then per half its cell
+        index (2^MAX_LEVEL panel numbers) and per panel (lo, 2 / width, DEGREE + 1
+        coefficients)."""
+        parts, at = [], HEADER
+        offsets = []
+        for (lo, width, coef), cells in zip(self.halves, self.cells):
+            offsets.append(at)
+            rows = np.concatenate([lo[:, None], (2.0 / width)[:, None], coef], axis=1)
+            parts += [cells.astype(np.float64), rows.reshape(-1)]
+            at += cells.size + rows.size
+        head = np.array([MAX_LEVEL, DEGREE, offsets[1]], dtype=np.float64)
+        return np.concatenate([head] + parts)
+
+    def __call__(self, q: Array, qp: Array, c: Array, det: Array) -> Array:
+        """F at each entry (flat arrays): the half by rho's sign, the panel by the cell of t,
+        Clenshaw's recurrence in the panel's x = (t - lo) 2 / width - 1."""
+        xp = BACKEND.xp
+        if self._device is None:
+            self._device = [tuple(xp.asarray(a) for a in (lo, 2.0 / width, coef, cells))
+                            for (lo, width, coef), cells in zip(self.halves, self.cells)]
+        rho, om = one_minus_abs_rho(q, qp, c, det)
+        t = xp.sqrt(xp.maximum(om, 0.0))
+        n_cells = 1 << MAX_LEVEL
+        cell = xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
+        out = xp.empty(t.shape, dtype=xp.float64)
+        for half, (lo, scale, coef, cells) in enumerate(self._device):
+            idx = xp.nonzero(rho >= 0.0 if half == 0 else rho < 0.0)[0]
+            if idx.size == 0:
+                continue
+            p = cells[cell[idx]]
+            x = (t[idx] - lo[p]) * scale[p] - 1.0
+            x = xp.where(x > 1.0, 1.0, xp.where(x < -1.0, -1.0, x))
+            b1 = xp.zeros(idx.shape)
+            b2 = xp.zeros(idx.shape)
+            for k in range(DEGREE, 0, -1):
+                b1, b2 = coef[p, k] + 2.0 * x * b1 - b2, b1
+            out[idx] = coef[p, 0] + x * b1 - b2
+        return out
+
+
+def build(pair: Callable[[np.ndarray, np.ndarray], np.ndarray], q: float, qp: float
+          ) -> CorrelationTable | None:
+    """The table of F, or None where a panel at MAX_LEVEL is still not converged (or F is
+    not finite). ``pair(c, det)`` evaluates F at covariances c with determinants det
+    (flat float64 host arrays)."""
+    x = _cheb_nodes()
+    halves = []
+    for sign in (1.0, -1.0):
+        n0 = 1 << START_LEVEL
+        todo = [(k / n0, 1.0 / n0) for k in range(n0)]
+        done: list[tuple[float, float, np.ndarray]] = []
+        scale = 0.0
+        while todo:
+            lo = np.array([a for a, _ in todo])
+            width = np.array([w for _, w in todo])
+            t = lo[:, None] + 0.5 * width[:, None] * (x[None, :] + 1.0)  # (panels, nodes)
+            om = t * t  # 1 - |rho|
+            rho = sign * (1.0 - om)
+            det = (q * qp) * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
+            c = rho * np.sqrt(q * qp)
+            values = np.asarray(pair(c.reshape(-1), det.reshape(-1)),
+                                dtype=np.float64).reshape(t.shape)
+            if not np.all(np.isfinite(values)):
+                return None
+            scale = max(scale, float(np.max(np.abs(values))))
+            coef = _cheb_coefficients(values)
+            tail = np.abs(coef[:, -1]) + np.abs(coef[:, -2])
+            todo = []
+            for k in range(lo.size):
+                finest = width[k] <= 2.0 ** -MAX_LEVEL
+                if tail[k] <= (FLOOR if finest else TOL) * scale:
+                    done.append((lo[k], width[k], coef[k]))
+                elif finest:
+                    return None
+                else:
+                    todo += [(lo[k], 0.5 * width[k]), (lo[k] + 0.5 * width[k], 0.5 * width[k])]
+        done.sort(key=lambda d: d[0])
+        halves.append((np.array([d[0] for d in done]), np.array([d[1] for d in done]),
+                       np.stack([d[2] for d in done])))
+    return CorrelationTable(halves)
