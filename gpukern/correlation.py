@@ -13,10 +13,11 @@ f or g makes F peak on a scale t ~ width / sqrt(q), which the panels resolve. Ea
 is piecewise Chebyshev of degree DEGREE on dyadic panels of [0, 1]: a panel is split
 until its two last coefficients are below TOL times the half's largest value (at most
 MAX_LEVEL halvings, where FLOOR, the node values' own noise, suffices; a table that needs
-more is not made and the entries keep their route). The values at the nodes come from the pair's own route (Mehler's series or the
-reduced pair, ``gaussian.series_or_reduced``), so the table is as accurate as they are to
-TOL. An entry's t is computed from the determinant where |rho| > 1/2,
-1 - |rho| = det / (q q' (1 + |rho|)), so that near-coinciding inputs keep their digits.
+more is not made and the entries keep their route). The values at the nodes come from
+the pair's own route (Mehler's series or the reduced pair, ``gaussian.series_or_reduced``),
+so the table is as accurate as they are, to TOL. An entry's t is computed from the
+determinant where |rho| > 1/2, 1 - |rho| = det / (q q' (1 + |rho|)), so that
+near-coinciding inputs keep their digits.
 
 Tables are data: the compiled CPU loop and the CUDA kernel read the same layout with
 ``gk::correlation_entry`` (cuda/gpukern/tables.cuh), the array path with

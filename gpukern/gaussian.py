@@ -446,6 +446,30 @@ def correlation_table(f: ScalarFunction, g: ScalarFunction, q, qp, order: int = 
                        lambda: correlation.build(pair, q0, qp0))
 
 
+def correlation_layers(sides, wanted, q1: np.ndarray, q2: np.ndarray, order: int
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The tables of a fused call (the layout of gk::CorrelationTile in
+    cuda/gpukern/tables.cuh): for each pair (f, g) of ``sides`` with ``wanted`` set, at each
+    layer where q1[layer] (n1 points) and q2[layer] (n2) each have one value, its table
+    (:func:`correlation_table` for a block of n1 n2 entries). Returns (off, data): off
+    (len(sides), depth) the offset of each table in data, -1 where none; None where no
+    (pair, layer) has one."""
+    depth, entries = q1.shape[0], q1.shape[1] * q2.shape[1]
+    off = np.full((len(sides), depth), -1, dtype=np.int64)
+    parts, used = [], 0
+    for p, (f, g) in enumerate(sides):
+        if not wanted[p]:
+            continue
+        for layer in range(depth):
+            table = correlation_table(f, g, q1[layer], q2[layer], order, entries=entries)
+            if table is not None:
+                data = table.data()
+                off[p, layer] = used
+                parts.append(data)
+                used += data.size
+    return (off, np.concatenate(parts)) if parts else None
+
+
 def _series_or_reduced(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
                        order: int = DEFAULT_ORDER) -> Array:
     if not (hermite.serves(f) and hermite.serves(g)):

@@ -236,7 +236,7 @@ def _cupy_tile(plan: Plan, xa, xb, gram, q1, q2, ida, idb, status=None
     arch = plan.arch
     return cupy_fused.tile(arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]),
                            arch.sigma, plan.sides, xa, xb, gram, xp.stack(q1), xp.stack(q2),
-                           ida, idb, status)
+                           ida, idb, status, arch.order)
 
 
 def _warn_inf(outs: list[Array]) -> None:

@@ -66,7 +66,7 @@ def surrogate_kernels(x: np.ndarray, x_old: np.ndarray | None, label: str) -> No
                 gaussian.reduced_pair, gaussian.series_or_reduced = routes
             old = f"{t_old * 1e3:>12.2f} ms {t_old / per_entry(t, len(x)):>9.0f}"
         print(f"{sur.name:<18} {t_first:>8.3f}s {t:>8.3f}s {per_entry(t, len(x)) * 1e6:>9.3f} us "
-              f"{t / base:>7.0f} {old}")
+              f"{t / base:>7.1f} {old}")
 
 
 def custom_activation(x: np.ndarray) -> None:
@@ -79,7 +79,7 @@ def custom_activation(x: np.ndarray) -> None:
         t_first = best(run, 1)
         t = best(run)
         base = t if base is None else base
-        print(f"{act.name:<18} first {t_first:>8.3f}s, then {t:>8.3f}s {t / base:>7.0f} x erf")
+        print(f"{act.name:<18} first {t_first:>8.3f}s, then {t:>8.3f}s {t / base:>7.1f} x erf")
 
 
 def symmetric_path(n: int) -> None:

@@ -71,6 +71,14 @@ res["analytic_surrogate_sign_sigmoid2_d3_Nmid_s"] = timed(
 res["analytic_nngp_ntk_erf_d3_Nmid_s"] = timed(lambda: erf.kernels(xm, which=("nngp", "ntk")))
 res["analytic_nngp_ntk_custom_tanh_d3_Nmid_s"] = timed(
     lambda: tanh.kernels(xm, which=("nngp", "ntk")))
+# correlation tables in the fused kernel: inputs of one norm (every layer one variance),
+# fast_sigmoid and atan surrogates against erf(2)'s closed form, at N_mid
+xs = xm / cupy.linalg.norm(xm, axis=1, keepdims=True)
+for name, sur in (("erf2", gk.surrogates.erf(2.0)), ("fast_sigmoid2", gk.surrogates.fast_sigmoid(2.0)),
+                  ("atan2", gk.surrogates.atan(2.0))):
+    unit = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+    res[f"analytic_surrogate_sign_{name}_unit_norm_d3_Nmid_s"] = timed(
+        lambda unit=unit: unit.kernel(xs, left="surrogate", right="surrogate"))
 res["gpu_pool_bytes_after"] = int(cupy.get_default_memory_pool().total_bytes())
 x1 = x[:n_mid]
 p = erf.init(16, width, ensemble=1, seed=0)

@@ -180,10 +180,13 @@ def test_fused_kernel_sources_found_and_routed():
     assert (cupy_fused.cuda_dir() / "gpukern" / "recursion.cuh").exists()
     sign, erf1 = gk.activations.sign(), gk.surrogates.erf(1.0)
     assert cupy_fused.supports(sign.function, [(sign.derivative, erf1), (erf1, erf1)])
-    assert not cupy_fused.supports(sign.function, [(erf1, gk.surrogates.sigmoid(2.0))] * 1 +
-                                   [(gk.surrogates.sigmoid(2.0), gk.surrogates.sigmoid(2.0))])
     tanh = gk.activations.custom(np.tanh, np.cosh).function  # analytic: its series
     assert cupy_fused.supports(tanh, []) and cupy_fused.descriptors(tanh, []).tolist() == [0.0]
-    kinked = gk.activations.custom(np.abs, np.sign, kinks=(0.0,)).function
-    assert not cupy_fused.supports(kinked, [])
+    # no closed form and no series (a kink): a table where a tile's variances are each one
+    # value (64 x 64 entries: enough for one), else the tile goes to the array path
+    fs = gk.surrogates.fast_sigmoid(2.0)
+    one, many = np.full((1, 64), 1.3), np.linspace(0.5, 2.0, 64)[None, :]
+    assert cupy_fused.routes(sign.function, [(fs, fs)], many, many, 8) is None
+    series, (off, _) = cupy_fused.routes(sign.function, [(fs, fs)], one, one, 8)
+    assert off.tolist() == [[0], [-1]] and not series[0].any()
     assert cupy_fused.descriptors(sign.function, [(sign.derivative, erf1)]).shape == (18,)  # 3 x (1 + 5)

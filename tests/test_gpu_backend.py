@@ -99,6 +99,20 @@ SCRIPT = textwrap.dedent("""
                                                            None).q1])
             sides = [(n.side("left", pair[0]), n.side("right", pair[1]))]
             assert cupy_fused.series_rows(n.arch.sigma, sides, q, q)[0].any()
+    # correlation tables: fast_sigmoid (no closed form, no series) on 70 inputs of one norm,
+    # every layer one variance: on the device, the fused kernel reading the tables
+    xs70 = np.random.default_rng(7).normal(size=(70, 3))
+    xs70 /= np.linalg.norm(xs70, axis=1, keepdims=True)
+    fnet = gk.MLP(3, gk.activations.sign(), gk.surrogates.fast_sigmoid(2.0), bias_std=0.2)
+    if sys.argv[2] == "cupy":
+        q = np.stack([host(v) for v in planner.prepare(fnet.arch, BACKEND.xp.asarray(xs70),
+                                                       None).q1])
+        sides = [(fnet.side("left", "surrogate"), fnet.side("right", "surrogate"))]
+        series, (off, data) = cupy_fused.routes(fnet.arch.sigma, sides, q, q, fnet.arch.order)
+        assert (off[0] >= 0).all() and not series[0].any()
+    out["table_fast"] = host(fnet.kernel(xs70, left="surrogate", right="surrogate"))
+    out["table_fast_xy"] = host(fnet.kernel(xs70[:30], xs70[20:], left="surrogate",
+                                            right="surrogate"))
     out["series_sig"] = host(snet.kernel(x, left="surrogate", right="surrogate"))
     out["series_sig_xy"] = host(snet.kernel(x[:9], x[4:], left="surrogate", right="surrogate"))
     for k, v in tnet.kernels(x, which=("nngp", "ntk")).items():

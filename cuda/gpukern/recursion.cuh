@@ -82,13 +82,16 @@ GK_HD T layer1_det_wide(const T* x, const T* y, int n0, T sw2, T sb2) {
 // their inputs; sigma and the pairs' sides are functions as terms (sums of thresholded
 // terms: a quantizer's steps, deltas and surrogates). series (or null): the pairs summed
 // by Mehler's series, the entry being (i, j) of its tile (a function known only by its
-// series has no terms). Returns false if a pair has no closed form or a point no series.
+// series has no terms); corr (or null): the (pair, layer)s read from a table in the
+// correlation, before any other route. Returns false if a pair has no closed form or a
+// point no series.
 template <typename T>
 GK_HD bool recursion_entry(int depth, T sw2, T sb2, const double* own, const Terms& sigma,
                            int npairs, const Terms* lefts, const Terms* rights, T gram,
                            const T* q1, int s1, const T* q2, int s2, bool same, const T* x,
                            const T* y, int n0, T* nngp_out, T* k_out,
-                           const SeriesTile* series = nullptr, int i = 0, int j = 0) {
+                           const SeriesTile* series = nullptr, int i = 0, int j = 0,
+                           const CorrelationTile* corr = nullptr) {
   T sig = sw2 * gram + sb2;
   T k[kMaxPairs];
   const T own0 = T(own[0]) * gram + T(own[1]);
@@ -110,14 +113,18 @@ GK_HD bool recursion_entry(int depth, T sw2, T sb2, const double* own, const Ter
       det = det > T(0) ? det : T(0);
       if (l == 0 && det < T(kWideDetRecheck) * (q * qp)) det = layer1_det_wide(x, y, n0, sw2, sb2);
     }
-    const T avg = series && series->on[npairs]
+    const double* table = corr ? corr->at(npairs, l, depth) : nullptr;
+    const T avg = table ? T(correlation_entry(table, q, qp, c, det))
+                  : series && series->on[npairs]
                       ? series_entry(*series, npairs, l, depth, i, j, q, qp, c, ok)
                       : pair_terms(sigma, sigma, q, qp, c, det, ok);
     const T next = sw2 * avg + sb2;
     const T own_l = T(own[2 * l + 2]) * avg + T(own[2 * l + 3]);
     good = good && ok;
     for (int p = 0; p < npairs; ++p) {
-      const T d = series && series->on[p]
+      const double* tp = corr ? corr->at(p, l, depth) : nullptr;
+      const T d = tp ? T(correlation_entry(tp, q, qp, c, det))
+                  : series && series->on[p]
                       ? series_entry(*series, p, l, depth, i, j, q, qp, c, ok)
                       : pair_terms(lefts[p], rights[p], q, qp, c, det, ok);
       good = good && ok;

@@ -107,6 +107,21 @@ GK_HD double correlation_entry(const double* table, double q, double qp, double 
   return row[2] + x * b1 - b2;
 }
 
+// Pairs read from their tables in the correlation (a fused kernel tile's, or a compiled
+// CPU call's): pair p (the kernels' pairs, then sigma's own pair as p = npairs) at layer
+// l has its table at data + off[p depth + l], or off -1 (or no off at all) where it takes
+// another route.
+struct CorrelationTile {
+  const long long* off;
+  const double* data;
+
+  GK_HD const double* at(int p, int l, int depth) const {
+    if (!off) return nullptr;
+    const long long o = off[(long long)p * depth + l];
+    return o >= 0 ? data + o : nullptr;
+  }
+};
+
 // sum_{a,b < n} coef[a n + b] T_a(x) T_b(y), x, y in [-1, 1], n <= kMeanCheb: the basis
 // values by the three-term recurrence, then a product per row (independent multiply-adds,
 // not Clenshaw's chain of dependent ones).

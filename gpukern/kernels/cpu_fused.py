@@ -378,8 +378,8 @@ def table_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
 
 @dataclass
 class CorrelationRows:
-    """The CorrelationPairs of cpu_kernels.cpp: per (pair, layer) (the kernels' pairs, then
-    sigma's own pair) the offset of its table in ``data``, or -1."""
+    """The gk::CorrelationTile of a compiled call (tables.cuh): per (pair, layer) (the
+    kernels' pairs, then sigma's own pair) the offset of its table in ``data``, or -1."""
 
     off: np.ndarray  # (npairs + 1, depth) int64
     data: np.ndarray  # flat float64
@@ -395,28 +395,14 @@ class CorrelationRows:
 def correlation_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray,
                      order: int) -> CorrelationRows | None:
     """Tables for the pairs without a CPU formula (sigma's own pair last, unless closed) at
-    the layers where q1[layer] and q2[layer] each have one value (gaussian.correlation_table,
-    memoized); None where no (pair, layer) is tabled."""
-    from ..gaussian import correlation_table
+    the layers where q1[layer] and q2[layer] each have one value
+    (:func:`gpukern.gaussian.correlation_layers`); None where no (pair, layer) is tabled."""
+    from ..gaussian import correlation_layers
 
-    pairs = list(pairs) + [(sigma, sigma)]
-    wanted = [table_pair(f, g) for f, g in pairs[:-1]] + [not _closed_sigma(sigma)]
-    off = np.full((len(pairs), q1.shape[0]), -1, dtype=np.int64)
-    parts, used = [], 0
-    for p, (f, g) in enumerate(pairs):
-        if not wanted[p]:
-            continue
-        for layer in range(q1.shape[0]):
-            table = correlation_table(f, g, q1[layer], q2[layer], order,
-                                      entries=q1.shape[1] * q2.shape[1])
-            if table is not None:
-                data = table.data()
-                off[p, layer] = used
-                parts.append(data)
-                used += data.size
-    if not parts:
-        return None
-    return CorrelationRows(off, np.concatenate(parts))
+    sides = list(pairs) + [(sigma, sigma)]
+    wanted = [table_pair(f, g) for f, g in pairs] + [not _closed_sigma(sigma)]
+    found = correlation_layers(sides, wanted, q1, q2, order)
+    return None if found is None else CorrelationRows(*found)
 
 
 def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int

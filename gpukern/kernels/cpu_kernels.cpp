@@ -410,20 +410,6 @@ void series_chunk(const SeriesPairs& s, int p, int l, int depth, int64_t n1, int
   }
 }
 
-// Pairs read from their tables in the correlation (gpukern/correlation.py): pair p (the
-// kernels' pairs, then sigma's own pair as p = npairs) at layer l has its table at
-// data + off[p depth + l], or off -1 where it takes its other route (closed form or series).
-struct CorrelationPairs {
-  const int64_t* off = nullptr;
-  const double* data = nullptr;
-
-  const double* at(int p, int l, int depth) const {
-    if (!off) return nullptr;
-    const int64_t o = off[(int64_t)p * depth + l];
-    return o >= 0 ? data + o : nullptr;
-  }
-};
-
 // out[j] = gk::correlation_entry over one chunk (whole chunk: padding entries harmless):
 // the panels first, then Clenshaw's steps term by term across the entries (a vector loop
 // of gathers), the same operations in the same order.
@@ -455,7 +441,7 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
               double sb2, const double* own, const double* fns, const double* tables,
               const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
-              const CorrelationPairs& corr, Out* nngp, Out* kout) {
+              const gk::CorrelationTile& corr, Out* nngp, Out* kout) {
   // the descriptors one after the other: sigma, then left/right per pair
   const double* at = fns;
   int first_term = 0;
@@ -833,7 +819,7 @@ int run(int n1, int n2, int n0, const double* x1, const double* x2, const double
         const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
         double sb2, const double* own, const double* fns, const double* tables,
         const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
-        const CorrelationPairs& corr, Out* nngp, Out* kout) {
+        const gk::CorrelationTile& corr, Out* nngp, Out* kout) {
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
                                 fns, tables, offsets, npairs, upper, series, corr, nngp, kout);
   if (upper) {
@@ -860,7 +846,7 @@ extern "C" {
 // (npairs + 1, sigma's pair last; or null): pairs summed by Mehler's series from the
 // coefficient rows of series_coef (see SeriesPairs); NaN where a point's series is not
 // served. corr_off ((npairs + 1) depth, or null) and corr_data: the (pair, layer)s read
-// from a table in the correlation (see CorrelationPairs), before any other route.
+// from a table in the correlation (see gk::CorrelationTile), before any other route.
 // fns holds the descriptors one after the other ({n, then kind, a, b, c, shift per term});
 // offsets is indexed by term, counted over all of them.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
@@ -872,12 +858,12 @@ int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off1, const int64_t* series_len1,
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
-                         const int64_t* series_uniform2, const int64_t* corr_off,
+                         const int64_t* series_uniform2, const long long* corr_off,
                          const double* corr_data, double* nngp, double* kout) {
   const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
                            series_off2,   series_width2, series_len2, series_order,
                            series_uniform2};
-  const CorrelationPairs corr{corr_off, corr_data};
+  const gk::CorrelationTile corr{corr_off, corr_data};
   return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                  offsets, npairs, upper, series, corr, nngp, kout);
 }
@@ -891,12 +877,12 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off1, const int64_t* series_len1,
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
-                         const int64_t* series_uniform2, const int64_t* corr_off,
+                         const int64_t* series_uniform2, const long long* corr_off,
                          const double* corr_data, float* nngp, float* kout) {
   const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
                            series_off2,   series_width2, series_len2, series_order,
                            series_uniform2};
-  const CorrelationPairs corr{corr_off, corr_data};
+  const gk::CorrelationTile corr{corr_off, corr_data};
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
                  offsets, npairs, upper, series, corr, nngp, kout);
 }

@@ -9,10 +9,12 @@ float64 instantiation is the one used (the recursion runs in float64, then is ca
 Closed-form pairs have a device version, and pairs of analytic functions (sigmoid, atan,
 custom functions without kinks; a custom activation's own pair included) are Mehler
 series on the device from per-point coefficient rows computed on the host
-(:func:`series_rows`, :mod:`gpukern.hermite`); ``supports`` says which. A tile with a
-point whose series is not served, and pairs that need other quadrature (fast_sigmoid, a
-quadrature function facing a Gaussian bump) run through the same array code as on
-NumPy, with CuPy arrays: correct, slower.
+(:func:`series_rows`, :mod:`gpukern.hermite`). Any pair without a closed form is read
+from its table in the correlation (:mod:`gpukern.correlation`) at the layers where the
+tile's variances are each one value. A tile with a (pair, layer) that none of these
+serves (a point whose series is not served; fast_sigmoid, or a quadrature function
+facing a Gaussian bump, at a layer of many variances) runs through the same array code
+as on NumPy, with CuPy arrays: correct, slower.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from .. import hermite
 from ..functions import ScalarFunction
-from ..gaussian import has_closed_pair
+from ..gaussian import DEFAULT_ORDER, has_closed_pair
 from ..registry import MAX_PAIRS
 
 Array = Any
@@ -46,10 +48,10 @@ def cuda_dir() -> Path:
 
 
 def supports(sigma: ScalarFunction, pairs: list[tuple[ScalarFunction, ScalarFunction]]) -> bool:
-    """True when the fused kernel can compute these kernels (closed forms or Mehler
-    series, sigma's own pair included; at most MAX_PAIRS pairs)."""
-    return (len(pairs) <= MAX_PAIRS and (_closed(sigma, sigma) or series_pair(sigma, sigma))
-            and all(_closed(a, b) or series_pair(a, b) for a, b in pairs))
+    """True when the fused kernel may compute these kernels (at most MAX_PAIRS pairs):
+    closed forms everywhere; Mehler series and correlation tables where a tile's points
+    allow (:func:`tile` returns None for a tile they do not serve)."""
+    return len(pairs) <= MAX_PAIRS
 
 
 def _closed(f: ScalarFunction, g: ScalarFunction) -> bool:
@@ -62,24 +64,52 @@ def series_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
     return not _closed(f, g) and hermite.serves(f) and hermite.serves(g)
 
 
+def _without_closed_form(sigma: ScalarFunction, pairs) -> list[bool]:
+    """Per pair, then sigma's own pair: no closed form on the device (a series or a
+    table in the correlation, else the array path)."""
+    return [not _closed(a, b) for a, b in pairs] + [not _closed(sigma, sigma)]
+
+
 def descriptors(sigma: ScalarFunction, pairs) -> np.ndarray:
     """sigma, then (left, right) per pair: each function's descriptor ({n, then kind, a,
-    b, c, shift per term}), one after the other; a side of a series pair (sigma's too)
-    as a descriptor without terms."""
-    on = [series_pair(a, b) for a, b in pairs] + [series_pair(sigma, sigma)]
+    b, c, shift per term}), one after the other; a side of a pair without a closed form
+    (sigma's too: summed by its series or read from a table) as a descriptor without
+    terms."""
+    on = _without_closed_form(sigma, pairs)
     rows = [0.0] if on[-1] else list(sigma.descriptor())
-    for (a, b), series in zip(pairs, on):
-        rows += [0.0, 0.0] if series else [*a.descriptor(), *b.descriptor()]
+    for (a, b), other in zip(pairs, on):
+        rows += [0.0, 0.0] if other else [*a.descriptor(), *b.descriptor()]
     return np.asarray(rows, dtype=np.float64)
 
 
-def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
-                ) -> tuple[np.ndarray, ...] | None:
+def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int
+           ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]] | None:
+    """The SeriesTile arrays (:func:`series_rows`) and the CorrelationTile's (off, data)
+    of a tile (host), or None where a (pair, layer) without a closed form has neither a
+    table (its variances are not each one value) nor a served series."""
+    from ..gaussian import correlation_layers
+
+    sides = list(pairs) + [(sigma, sigma)]
+    wanted = _without_closed_form(sigma, pairs)
+    found = correlation_layers(sides, wanted, q1, q2, order)
+    off, data = found if found is not None else (
+        np.full((len(sides), q1.shape[0]), -1, np.int64), np.zeros(1))
+    tabled = off >= 0
+    if any(wanted[p] and not tabled[p].all() and not series_pair(*sides[p])
+           for p in range(len(sides))):
+        return None
+    series = series_rows(sigma, pairs, q1, q2, skip=tabled)
+    return None if series is None else (series, (off, data))
+
+
+def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray,
+                skip: np.ndarray | None = None) -> tuple[np.ndarray, ...] | None:
     """The SeriesTile arrays of a tile (host): on (npairs + 1: sigma's own pair last), the
     coefficient rows (per pair and layer, x1's term-major (terms, n1), then x2's), their
     offsets base1, base2 (npairs + 1, depth), the series lengths len1 (npairs + 1, depth,
-    n1), len2. q1 (depth, n1), q2 (depth, n2): the layer diagonals. None where a point is
-    not served or the rows exceed SERIES_BUDGET."""
+    n1), len2. q1 (depth, n1), q2 (depth, n2): the layer diagonals. ``skip`` (npairs + 1,
+    depth): (pair, layer)s read from a correlation table, without rows. None where a
+    point is not served or the rows exceed SERIES_BUDGET."""
     all_pairs = list(pairs) + [(sigma, sigma)]
     on = np.array([series_pair(f, g) for f, g in all_pairs], dtype=np.int32)
     if not on.any():  # closed forms only: nothing the kernel reads
@@ -95,6 +125,8 @@ def series_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray
         if not on[p]:
             continue
         for layer in range(depth):
+            if skip is not None and skip[p, layer]:
+                continue
             pts = hermite.layer_points(f, g, q1[layer], q2[layer])
             if pts is None:
                 return None
@@ -151,19 +183,21 @@ def check_status(status: Array) -> None:
 
 def tile(depth: int, sw2: float, sb2: float, own, sigma: ScalarFunction, pairs, xa: Array,
          xb: Array, gram: Array, q1: Array, q2: Array, ida: Array, idb: Array,
-         status: Array | None = None) -> tuple[Array, list[Array]] | None:
+         status: Array | None = None, order: int = DEFAULT_ORDER
+         ) -> tuple[Array, list[Array]] | None:
     """NNGP and kernels of one tile on the GPU. ``own``: each layer's own kernel term
     (alpha_l, beta_l), l = 0..depth. q1 (depth, n1), q2 (depth, n2). Inputs are
     made float64 (int64 ids) and contiguous. With ``status`` (:func:`new_status`) the
     caller checks it once for many tiles; without, it is checked here (a synchronization).
-    None where the tile has series pairs and a point not served (or rows over budget):
-    the caller computes it on the array path."""
+    None where a pair without a closed form has a layer that neither a table nor a served
+    series covers (or rows over budget): the caller computes it on the array path."""
     import cupy
 
     n1, n2 = gram.shape
-    series = series_rows(sigma, pairs, cupy.asnumpy(q1), cupy.asnumpy(q2))
-    if series is None:
+    found = routes(sigma, pairs, cupy.asnumpy(q1), cupy.asnumpy(q2), order)
+    if found is None:
         return None
+    series, corr = found
     nngp = cupy.empty((n1, n2), dtype=cupy.float64)
     kout = cupy.empty((max(1, len(pairs)), n1, n2), dtype=cupy.float64)
     if n1 * n2 == 0:
@@ -178,7 +212,8 @@ def tile(depth: int, sw2: float, sb2: float, own, sigma: ScalarFunction, pairs, 
             i64(ida), i64(idb), f64(xa), f64(xb), np.int32(depth), np.float64(sw2),
             np.float64(sb2), cupy.asarray(np.asarray(own, dtype=np.float64).reshape(-1)),
             cupy.asarray(descriptors(sigma, pairs)), np.int32(len(pairs)),
-            *(cupy.asarray(a) for a in series), nngp, kout, status)
+            *(cupy.asarray(a) for a in series), *(cupy.asarray(a) for a in corr), nngp, kout,
+            status)
     kern((blocks,), (THREADS,), args)
     if check_here:
         check_status(status)
