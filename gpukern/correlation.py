@@ -82,19 +82,20 @@ def one_minus_abs_rho(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array,
 
 
 class CorrelationTable:
-    """F(rho) of one pair at fixed (q, q'): per half (0: rho >= 0, 1: rho < 0) the panel
-    edges ``lo`` (and width ``2^-level``), a cell index (2^MAX_LEVEL cells of t, each the
-    panel holding it) and (n_panels, DEGREE + 1) Chebyshev coefficients."""
+    """F(rho) of one pair at fixed (q, q'): per half (0: rho >= 0, 1: rho < 0) its panels'
+    left edges ``lo`` and widths (dyadic, together covering [0, 1] in t), a cell index
+    (2^MAX_LEVEL cells of t, each the panel holding it) and (n_panels, DEGREE + 1)
+    Chebyshev coefficients."""
 
     def __init__(self, halves: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
         self.halves = halves  # (lo, width, coef) per half, panels by increasing lo
         self.cells = []
         n_cells = 1 << MAX_LEVEL
         for lo, width, _ in halves:
-            first = np.rint(lo * n_cells).astype(np.int64)
             count = np.rint(width * n_cells).astype(np.int64)
             self.cells.append(np.repeat(np.arange(lo.size), count))
-            assert first[0] == 0 and self.cells[-1].size == n_cells
+            if lo[0] != 0.0 or self.cells[-1].size != n_cells:
+                raise ValueError("the panels of a half must cover [0, 1] in order")
         self._device: list | None = None
 
     @property
@@ -123,10 +124,10 @@ class CorrelationTable:
             self._device = [tuple(xp.asarray(a) for a in (lo, 2.0 / width, coef, cells))
                             for (lo, width, coef), cells in zip(self.halves, self.cells)]
         rho, om = one_minus_abs_rho(q, qp, c, det)
-        t = xp.sqrt(xp.maximum(om, 0.0))
+        t = xp.sqrt(xp.where(om > 0.0, om, 0.0))  # as gk::correlation_panel: NaN -> 0
         n_cells = 1 << MAX_LEVEL
         cell = xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
-        out = xp.empty(t.shape, dtype=xp.float64)
+        out = xp.full(t.shape, xp.nan, dtype=xp.float64)  # NaN where rho is
         for half, (lo, scale, coef, cells) in enumerate(self._device):
             idx = xp.nonzero(rho >= 0.0 if half == 0 else rho < 0.0)[0]
             if idx.size == 0:

@@ -433,7 +433,7 @@ def correlation_table(f: ScalarFunction, g: ScalarFunction, q, qp, order: int = 
     if hermite.serves(f) and hermite.serves(g):
         n_f = hermite.series_lengths(f, np.array([q0]))[0]
         n_g = hermite.series_lengths(g, np.array([qp0]))[0]
-        if 0 <= max(n_f, n_g) <= SHORT_SERIES and min(n_f, n_g) >= 0:
+        if min(n_f, n_g) >= 0 and max(n_f, n_g) <= SHORT_SERIES:
             return None  # summed as fast as a table is read
 
     def pair(c: np.ndarray, det: np.ndarray) -> np.ndarray:
