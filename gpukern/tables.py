@@ -246,8 +246,8 @@ def kept(key: tuple, make: Any) -> Any:
     if key not in _TABLES:
         limit = {"with-mean": MAX_MEAN_TABLES, "zero-mean": MAX_ZERO_MEAN_TABLES,
                  "correlation": MAX_CORRELATION_TABLES}[key[0]]
-        kept = [k for k in _TABLES if k[0] == key[0]]
-        for old in kept[:max(0, len(kept) - limit + 1)]:
+        same_sort = [k for k in _TABLES if k[0] == key[0]]
+        for old in same_sort[:max(0, len(same_sort) - limit + 1)]:
             del _TABLES[old]
         _TABLES[key] = make()
     return _TABLES[key]

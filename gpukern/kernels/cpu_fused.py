@@ -376,6 +376,12 @@ def table_pair(f: ScalarFunction, g: ScalarFunction) -> bool:
     return not _formula_pair(f, g)
 
 
+def _without_formula(sigma: ScalarFunction, pairs) -> list[bool]:
+    """Per pair, then sigma's own pair: no CPU formula (summed by its series or read from
+    correlation tables; its functions are sent as descriptors without terms)."""
+    return [table_pair(f, g) for f, g in pairs] + [not _closed_sigma(sigma)]
+
+
 @dataclass
 class CorrelationRows:
     """The gk::CorrelationTile of a compiled call (tables.cuh): per (pair, layer) (the
@@ -400,8 +406,7 @@ def correlation_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarra
     from ..gaussian import correlation_layers
 
     sides = list(pairs) + [(sigma, sigma)]
-    wanted = [table_pair(f, g) for f, g in pairs] + [not _closed_sigma(sigma)]
-    found = correlation_layers(sides, wanted, q1, q2, order)
+    found = correlation_layers(sides, _without_formula(sigma, pairs), q1, q2, order)
     return None if found is None else CorrelationRows(*found)
 
 
@@ -413,9 +418,8 @@ def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: 
     corr = correlation_rows(sigma, pairs, q1, q2, order)
     tabled = corr.tabled if corr is not None else np.zeros((len(pairs) + 1, q1.shape[0]), bool)
     sides = list(pairs) + [(sigma, sigma)]
-    rest = [p for p, (f, g) in enumerate(sides)
-            if (table_pair(f, g) if p < len(pairs) else not _closed_sigma(sigma))
-            and not tabled[p].all()]
+    rest = [p for p, other in enumerate(_without_formula(sigma, pairs))
+            if other and not tabled[p].all()]
     series = None
     if rest:
         if not all(series_pair(*sides[p]) for p in rest):
@@ -435,7 +439,7 @@ def _plan(sigma, pairs, q_max: float, order: int):
     (a term averaged by a table is sent as a kTable term; the functions of a pair without
     a formula, summed by its series or read from correlation tables, as descriptors
     without terms)."""
-    on = [table_pair(f, g) for f, g in pairs] + [not _closed_sigma(sigma)]  # no terms sent
+    on = _without_formula(sigma, pairs)
     rows: list[float] = [0.0] if on[-1] else list(sigma.descriptor())
     offsets = [0] * (0 if on[-1] else len(sigma.terms()))
     tables: list[np.ndarray] = []
@@ -590,10 +594,11 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     q1 (depth, n1), q2 (depth, n2): the layer diagonals; id1, id2: row ids. ``upper``
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
     ``series``: the coefficient rows of the pairs summed by Mehler's series
-    (:func:`series_rows`); ``corr`` the pairs' correlation tables (:func:`correlation_rows`),
-    read first where a (pair, layer) has one. Outputs are written in ``dtype`` (float32 or float64), computed
-    in float64. The last value is True when tables or series were used: entries off a
-    table's range or with a point whose series is not served are NaN then.
+    (:func:`series_rows`); ``corr`` the pairs' correlation tables
+    (:func:`correlation_rows`), read first where a (pair, layer) has one. Outputs are
+    written in ``dtype`` (float32 or float64), computed in float64. The last value is
+    True when tables or series were used: entries off a table's range or with a point
+    whose series is not served are NaN then.
     """
     lib = library()
     if lib is None or len(pairs) > MAX_PAIRS:
