@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from ._backend import BACKEND
+from .registry import CORRELATION_DEGREE
 
 Array = Any
 
-DEGREE = 16
+DEGREE = CORRELATION_DEGREE
 """Chebyshev degree of a panel (DEGREE + 1 coefficients)."""
 MAX_LEVEL = 12
 """Finest panel: 2^-MAX_LEVEL of [0, 1] in t (1 - |rho| down to ~6e-8 within one panel)."""
@@ -54,20 +55,23 @@ HEADER = 3
 offset of the negative half."""
 
 
-def _cheb_nodes() -> np.ndarray:
-    k = np.arange(DEGREE + 1)
-    return np.cos(np.pi * (k + 0.5) / (DEGREE + 1))
+def cheb_nodes(n: int = DEGREE + 1) -> np.ndarray:
+    """The n Chebyshev points cos(pi (k + 1/2) / n), k < n (decreasing)."""
+    k = np.arange(n)
+    return np.cos(np.pi * (k + 0.5) / n)
 
 
-def _cheb_coefficients(values: np.ndarray) -> np.ndarray:
-    """Chebyshev coefficients (..., DEGREE + 1) from values at :func:`_cheb_nodes`."""
-    n = DEGREE + 1
+def cheb_coefficients(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Chebyshev coefficients along ``axis`` from values at :func:`cheb_nodes` (as many as
+    the axis is long)."""
+    v = np.moveaxis(values, axis, -1)
+    n = v.shape[-1]
     k = np.arange(n)
     theta = np.pi * (k + 0.5) / n
     basis = np.cos(np.outer(k, theta))  # (coefficient, node)
-    coef = (2.0 / n) * values @ basis.T
+    coef = (2.0 / n) * v @ basis.T
     coef[..., 0] *= 0.5
-    return coef
+    return np.moveaxis(coef, -1, axis)
 
 
 def one_minus_abs_rho(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array, Array]:
@@ -148,7 +152,7 @@ def build(pair: Callable[[np.ndarray, np.ndarray], np.ndarray], q: float, qp: fl
     """The table of F, or None where a panel at MAX_LEVEL is still not converged (or F is
     not finite). ``pair(c, det)`` evaluates F at covariances c with determinants det
     (flat float64 host arrays)."""
-    x = _cheb_nodes()
+    x = cheb_nodes()
     halves = []
     for sign in (1.0, -1.0):
         n0 = 1 << START_LEVEL
@@ -168,7 +172,7 @@ def build(pair: Callable[[np.ndarray, np.ndarray], np.ndarray], q: float, qp: fl
             if not np.all(np.isfinite(values)):
                 return None
             scale = max(scale, float(np.max(np.abs(values))))
-            coef = _cheb_coefficients(values)
+            coef = cheb_coefficients(values)
             tail = np.abs(coef[:, -1]) + np.abs(coef[:, -2])
             todo = []
             for k in range(lo.size):

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bivariate, correlation, hermite, tables
+from . import bivariate, correlation, hermite, tables, variance
 from ._backend import BACKEND
 from .functions import Constant, ErfStep, GaussianBump, Heaviside, ScalarFunction, _gap_to_collinear, shifted
 from .kernels import ops
@@ -378,13 +378,17 @@ def expect_pair(
 def series_or_reduced(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
                       order: int = DEFAULT_ORDER) -> Array:
     """E[f(u) g(v)] with no closed form: where q and q' are each one value, the pair's
-    table in the correlation (:mod:`gpukern.correlation`); else Mehler's series where both
-    functions are analytic and their points' series converge (:mod:`gpukern.hermite`),
-    the reduced pair for the other entries."""
+    table in the correlation (:mod:`gpukern.correlation`); in large blocks of many
+    variances, its table over variances (:mod:`gpukern.variance`); else Mehler's series
+    where both functions are analytic and their points' series converge
+    (:mod:`gpukern.hermite`), the reduced pair for the other entries."""
     table = correlation_table(f, g, q, qp, order)
     if table is not None:
         (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
         return table(q, qp, c, det).reshape(shape)
+    over = variance_table(f, g, q, qp, order)
+    if over is not None:
+        return _read_variance_table(over, q, qp, c, det)
     return _series_or_reduced(f, g, q, qp, c, det, order)
 
 
@@ -446,22 +450,101 @@ def correlation_table(f: ScalarFunction, g: ScalarFunction, q, qp, order: int = 
                        lambda: correlation.build(pair, q0, qp0))
 
 
-def correlation_layers(sides, wanted, q1: np.ndarray, q2: np.ndarray, order: int
+MIN_VARIANCE_ENTRIES = 1 << 18
+"""A block of fewer entries keeps the pair's route: a table over variances costs about
+NODES (NODES + 1) / 2 .. NODES^2 node pairs times ~300 t nodes of the route's values
+(1.5e5 - 3e5), so it pays for itself within the first block of this size."""
+
+
+SERIES_OVER_TABLE = 256
+"""Over many variances a pair keeps Mehler's series where every point is served and the
+series has at most this many terms at the block's median variance on each side: ~1 term
+costs what ~1/r of a table read does (measured, N(0, I_3) inputs: sigmoid(2), 122 terms at
+the median, 0.052 s by series against 0.09 s by table)."""
+
+
+def _series_will_do(f: ScalarFunction, g: ScalarFunction, q: np.ndarray, qp: np.ndarray
+                    ) -> bool:
+    """Every point's series served (checked at the largest variance, where it is longest)
+    and at most SERIES_OVER_TABLE terms at the median, both sides (q, qp: (min, median,
+    max) each)."""
+    if not (hermite.serves(f) and hermite.serves(g)):
+        return False
+    n_f, n_g = hermite.series_lengths(f, q), hermite.series_lengths(g, qp)
+    return bool(min(n_f.min(), n_g.min()) >= 0 and max(n_f[1], n_g[1]) <= SERIES_OVER_TABLE)
+
+
+def _spread(a: Array) -> np.ndarray:
+    """(min, median, max) of an array (the median of a strided sample of <= 4096 entries)."""
+    xp = BACKEND.xp
+    flat = xp.ravel(xp.asarray(a))
+    sample = BACKEND.to_host(flat[::max(1, flat.size // 4096)])
+    ends = BACKEND.to_host(xp.stack([xp.min(flat), xp.max(flat)]))
+    return np.array([ends[0], float(np.median(sample)), ends[1]])
+
+
+def variance_table(f: ScalarFunction, g: ScalarFunction, q, qp, order: int = DEFAULT_ORDER,
+                   entries: int | None = None) -> variance.VarianceTable | None:
+    """The memoized table of E[f(u) g(v)] over the cells holding the variances of a block
+    of ``entries`` entries (default: q and q' broadcast; :mod:`gpukern.variance`). None
+    where the block has fewer than MIN_VARIANCE_ENTRIES, a variance is not positive and
+    finite, q or q' spans more than SPAN octaves from its cell's start, the pair's series
+    will do (:data:`SERIES_OVER_TABLE`), or no table converges."""
+    if entries is None:
+        entries = math.prod(np.broadcast_shapes(np.shape(q), np.shape(qp)))
+    if entries < MIN_VARIANCE_ENTRIES:
+        return None
+    xp = BACKEND.xp
+    s1, s2 = _spread(q), _spread(qp)
+    lo1, lo2 = variance.cell_of(s1[0], s1[2]), variance.cell_of(s2[0], s2[2])
+    if lo1 is None or lo2 is None or _series_will_do(f, g, s1, s2):
+        return None
+
+    def pair(qa: np.ndarray, qb: np.ndarray, c: np.ndarray, det: np.ndarray) -> np.ndarray:
+        args = (xp.asarray(a) for a in (qa, qb, c, det))
+        return BACKEND.to_host(_series_or_reduced(f, g, *args, order))
+
+    symmetric = f == g and lo1 == lo2
+    return tables.kept(("variance", f, g, lo1, lo2, order),
+                       lambda: variance.build(pair, lo1, lo2, symmetric))
+
+
+def _read_variance_table(table: variance.VarianceTable, q, qp, c, det) -> Array:
+    """The table's values at a block's entries: the compiled CPU loop where the block is
+    rows of one q by columns of one q' (a layer's (n1, n2) covariances), else the array
+    path."""
+    if BACKEND.xp is np and np.ndim(q) == 2 and np.ndim(qp) == 2:
+        q, qp, c, det = np.broadcast_arrays(q, qp, c, det)
+        if np.array_equal(q, np.broadcast_to(q[:, :1], q.shape)) and \
+                np.array_equal(qp, np.broadcast_to(qp[:1], qp.shape)):
+            out = ops.variance_block(table.data(), q[:, 0], qp[0], c, det)
+            if out is not None:
+                return out
+    (q, qp, c, det), shape = _flat_cov(q, qp, c, det)
+    return table(q, qp, c, det).reshape(shape)
+
+
+def correlation_layers(sides, wanted, q1: np.ndarray, q2: np.ndarray, order: int,
+                       over_variances: bool = False, skip: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray] | None:
     """The tables of a fused call (the layout of gk::CorrelationTile in
     cuda/gpukern/tables.cuh): for each pair (f, g) of ``sides`` with ``wanted`` set, at each
     layer where q1[layer] (n1 points) and q2[layer] (n2) each have one value, its table
-    (:func:`correlation_table` for a block of n1 n2 entries). Returns (off, data): off
-    (len(sides), depth) the offset of each table in data, -1 where none; None where no
-    (pair, layer) has one."""
+    (:func:`correlation_table` for a block of n1 n2 entries); with ``over_variances``, at
+    each layer not in ``skip`` (len(sides), depth), its table over variances
+    (:func:`variance_table`). Returns (off, data): off (len(sides), depth) the offset of
+    each table in data, -1 where none; None where no (pair, layer) has one."""
     depth, entries = q1.shape[0], q1.shape[1] * q2.shape[1]
     off = np.full((len(sides), depth), -1, dtype=np.int64)
     parts, used = [], 0
+    make = variance_table if over_variances else correlation_table
     for p, (f, g) in enumerate(sides):
         if not wanted[p]:
             continue
         for layer in range(depth):
-            table = correlation_table(f, g, q1[layer], q2[layer], order, entries=entries)
+            if skip is not None and skip[p, layer]:
+                continue
+            table = make(f, g, q1[layer], q2[layer], order, entries=entries)
             if table is not None:
                 data = table.data()
                 off[p, layer] = used

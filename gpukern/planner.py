@@ -190,10 +190,10 @@ def _compiled(plan: Plan, inputs: Inputs, block: tuple[slice, slice], mirror: bo
             # tile, each tile on the compiled loop where its routes serve it
             return _tiled(plan, inputs, dtype, DEFAULT_TILE, mirror)
         return _array_block(plan, inputs, block, mirror, dtype)
-    series, corr = found
+    series, corr, var = found
     nngp, outs, tabled = cpu_fused.recursion(
         arch.depth, arch.sw2, arch.sb2, arch.own_terms(xa.shape[1]), arch.sigma, plan.sides,
-        xa, xb, q1s, q2s, ida, idb, mirror, dtype, want_nngp, arch.order, series, corr)
+        xa, xb, q1s, q2s, ida, idb, mirror, dtype, want_nngp, arch.order, series, corr, var)
     if tabled:
         _redo_off_table(plan, (xa, xb, q1, q2, ida, idb), mirror, nngp, outs)
     return nngp, outs

@@ -120,6 +120,10 @@ TABLE_CHEB = 21
 """Chebyshev coefficients per table panel."""
 MEAN_CHEB = 10
 """Chebyshev points per dimension of a cell of the 2-D (mean, s) tables."""
+CORRELATION_DEGREE = 16
+"""Chebyshev degree of a t panel of the tables in the correlation (and over variances)."""
+VARIANCE_NODES = 32
+"""Chebyshev nodes in log2 q per side of a cell of the tables over variances."""
 MAX_PAIRS = 4
 """Kernels (left, right derivative pairs) one fused recursion computes at once."""
 TERM_SIZE = 5
@@ -138,6 +142,8 @@ NORM_GAP_TAYLOR = 1e-4
 
 _CONSTANTS = (("kTablePanel", "double", TABLE_PANEL), ("kTableCheb", "int", TABLE_CHEB),
               ("kMeanCheb", "int", MEAN_CHEB),
+              ("kCorrelationDegree", "int", CORRELATION_DEGREE),
+              ("kVarianceNodes", "int", VARIANCE_NODES),
               ("kMaxPairs", "int", MAX_PAIRS), ("kTermSize", "int", TERM_SIZE),
               ("kBvnRho6", "double", BVN_RHO_EDGES[0]), ("kBvnRho12", "double", BVN_RHO_EDGES[1]),
               ("kBvnNearOne", "double", BVN_RHO_EDGES[2]),

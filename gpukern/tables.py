@@ -63,6 +63,9 @@ MAX_ZERO_MEAN_TABLES = 64
 MAX_CORRELATION_TABLES = 64
 """Tables of a pair in the correlation kept at once (:mod:`gpukern.correlation`; one per
 pair, variances and order)."""
+MAX_VARIANCE_TABLES = 8
+"""Tables of a pair over variances kept at once (:mod:`gpukern.variance`; one per pair,
+cell pair and order, each ~1-2 MB)."""
 _CHUNK = 1 << 14  # points evaluated at once (a (chunk, MEAN_CHEB, MEAN_CHEB) gather)
 
 _TABLES: dict = {}
@@ -241,11 +244,13 @@ class MeanTable:
 
 def kept(key: tuple, make: Any) -> Any:
     """The table under ``key`` (made by ``make()`` if absent; it may be None); of each sort
-    (key[0]: "with-mean", "zero-mean", "correlation") at most its limit (MAX_MEAN_TABLES,
-    MAX_ZERO_MEAN_TABLES, MAX_CORRELATION_TABLES) are kept, the oldest made going first."""
+    (key[0]: "with-mean", "zero-mean", "correlation", "variance") at most its limit
+    (MAX_MEAN_TABLES, MAX_ZERO_MEAN_TABLES, MAX_CORRELATION_TABLES, MAX_VARIANCE_TABLES) are
+    kept, the oldest made going first."""
     if key not in _TABLES:
         limit = {"with-mean": MAX_MEAN_TABLES, "zero-mean": MAX_ZERO_MEAN_TABLES,
-                 "correlation": MAX_CORRELATION_TABLES}[key[0]]
+                 "correlation": MAX_CORRELATION_TABLES,
+                 "variance": MAX_VARIANCE_TABLES}[key[0]]
         same_sort = [k for k in _TABLES if k[0] == key[0]]
         for old in same_sort[:max(0, len(same_sort) - limit + 1)]:
             del _TABLES[old]

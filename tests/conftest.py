@@ -82,6 +82,8 @@ def host_lib(tmp_path_factory):
     lib.gk_mean_avg.restype = ctypes.c_int
     lib.gk_bvn.argtypes = [_D, _D, _D, _D, _D, ctypes.c_int64]
     lib.gk_bvn.restype = None
+    lib.gk_variance.argtypes = [_D] * 6 + [ctypes.c_int64]
+    lib.gk_variance.restype = None
     return lib
 
 

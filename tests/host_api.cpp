@@ -68,6 +68,18 @@ int gk_next_det(const double* fn, double sw2, double sb2, const double* q, const
   return all;
 }
 
+// A pair from its table over variances, entry by entry as a GPU thread would read it
+// (gk::variance_basis on each side, then gk::variance_entry).
+void gk_variance(const double* table, const double* q, const double* qp, const double* c,
+                 const double* det, double* out, int64_t n) {
+  double phi[gk::kVarianceNodes], psi[gk::kVarianceNodes];
+  for (int64_t i = 0; i < n; ++i) {
+    gk::variance_basis(table, 0, q[i], phi);
+    gk::variance_basis(table, 1, qp[i], psi);
+    out[i] = gk::variance_entry(table, phi, psi, q[i], qp[i], c[i], det[i]);
+  }
+}
+
 // The fused recursion over a whole (n1, n2) block, as the GPU kernel does it.
 int gk_recursion(int n1, int n2, int n0, const double* gram, const double* q1, const double* q2,
                  const int64_t* id1, const int64_t* id2, const double* x1, const double* x2,

@@ -126,7 +126,7 @@ def test_compiled_reads_the_tables_as_the_array_path(sur):
     x = _sphere(300, 1)
     sides = [(net.side("left", "surrogate"), net.side("right", "surrogate"))]
     q = np.stack(planner.prepare(net.arch, x, None).q1)
-    series, corr = cpu_fused.routes(net.arch.sigma, sides, q, q, net.arch.order)
+    series, corr, _ = cpu_fused.routes(net.arch.sigma, sides, q, q, net.arch.order)
     assert series is None and corr.tabled[0].all()
     assert planner.plan(net.arch, [net.pair("surrogate", "surrogate")]).executor == "compiled"
     for a, b in ((x, None), (x[:100], x[50:])):

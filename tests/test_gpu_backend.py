@@ -113,6 +113,14 @@ SCRIPT = textwrap.dedent("""
     out["table_fast"] = host(fnet.kernel(xs70, left="surrogate", right="surrogate"))
     out["table_fast_xy"] = host(fnet.kernel(xs70[:30], xs70[20:], left="surrogate",
                                             right="surrogate"))
+    # a table over variances, read on the array path (the fused kernels do not read them)
+    from gpukern import variance
+    vt = variance.build(lambda q, qp, c, det: np.log(q) * qp + c + 0.5 * c ** 3 / (q * qp),
+                        -2, 1)
+    rv = np.random.default_rng(8)
+    qv, qpv, r = 2.0 ** rv.uniform(-2, 6, 300), 2.0 ** rv.uniform(1, 9, 300), rv.uniform(-1, 1, 300)
+    cov = (qv, qpv, r * np.sqrt(qv * qpv), qv * qpv * (1.0 - r * r))
+    out["variance_table"] = host(vt(*(BACKEND.xp.asarray(a) for a in cov)))
     out["series_sig"] = host(snet.kernel(x, left="surrogate", right="surrogate"))
     out["series_sig_xy"] = host(snet.kernel(x[:9], x[4:], left="surrogate", right="surrogate"))
     for k, v in tnet.kernels(x, which=("nngp", "ntk")).items():

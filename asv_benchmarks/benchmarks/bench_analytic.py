@@ -159,6 +159,27 @@ class CorrelationTables:
         sync(self.net.kernels(self.x, which=("surrogate",)))
 
 
+class VarianceTables:
+    """Issue 15's surrogate x surrogate targets on inputs of different norms (N(0, I_3),
+    depth 3, N = 1024, sign): the first layer's variances differ from point to point, so
+    fast_sigmoid and atan are read there from their tables over variances, and after it
+    from their tables in the correlation; erf(2)'s closed form is the baseline. Tables
+    built in the setup call (~1 min each: the timeout)."""
+
+    params = ([1024], ["erf", "fast_sigmoid", "atan"])
+    param_names = ["N", "surrogate"]
+    timeout = 300
+
+    def setup(self, n, surrogate):
+        self.x = inputs(n, 3)
+        sur = getattr(gk.surrogates, surrogate)(2.0)
+        self.net = gk.MLP(3, gk.activations.sign(), sur, bias_std=0.2)
+        self.net.kernels(self.x, which=("surrogate",))
+
+    def time_kernels(self, n, surrogate):
+        sync(self.net.kernels(self.x, which=("surrogate",)))
+
+
 class SameInputs:
     """kernels(x, x) takes the symmetric path of kernels(x) (erf NNGP + NTK)."""
 
@@ -177,3 +198,5 @@ class SameInputs:
 ReducedPairs.time_kernels.pretty_name = (
     "analytic: kernels without closed forms (tables, pairs reduced to 1-D), depth 3")
 SameInputs.time_kernels.pretty_name = "analytic: erf NNGP+NTK as kernels(x), (x, x), (x, copy)"
+VarianceTables.time_kernels.pretty_name = (
+    "analytic: surrogate x surrogate on N(0, I_3) inputs (tables over variances), depth 3")

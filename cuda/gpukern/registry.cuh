@@ -155,6 +155,8 @@ GK_HD double gl_weight<20>(int i) {
 constexpr double kTablePanel = 0.25;
 constexpr int kTableCheb = 21;
 constexpr int kMeanCheb = 10;
+constexpr int kCorrelationDegree = 16;
+constexpr int kVarianceNodes = 32;
 constexpr int kMaxPairs = 4;
 constexpr int kTermSize = 5;
 constexpr double kBvnRho6 = 0.3;

@@ -64,29 +64,41 @@ GK_HD T series_entry(const SeriesTile& s, int p, int l, int depth, int i, int j,
   return acc;
 }
 
-// A pair at fixed variances (q, q') from its table in the correlation
-// (gpukern/correlation.py, CorrelationTable.data): rho = c / sqrt(q q') clipped, its half
-// (rho >= 0 at table + 3, else at table + table[2]), t = sqrt(1 - |rho|) with
-// 1 - |rho| = det / (q q' (1 + |rho|)) where |rho| > 1/2 (no cancellation near +-1); the
-// half's cell index (2^table[0] cells of t) gives the panel, whose (lo, 2 / width,
-// table[1] + 1 Chebyshev coefficients) follow the index. Returns the panel's offset from
-// table, and x = (t - lo) 2 / width - 1 in [-1, 1].
-GK_HD long long correlation_panel(const double* table, double q, double qp, double c,
-                                  double det, double& x) {
+// The t panel of an entry in a table with two halves (rho >= 0 at table + half0, rho < 0
+// at table + half1), each a cell index (2^table[0] cells of t) followed by panel rows of
+// ``stride`` doubles (lo, 2 / width, ...): rho = c / sqrt(q q') clipped,
+// t = sqrt(1 - |rho|) with 1 - |rho| = det / (q q' (1 + |rho|)) where |rho| > 1/2 (no
+// cancellation near +-1). Returns the panel row's offset from table; x = (t - lo) 2 / width
+// - 1 in [-1, 1], and index the panel's number (those of the first half, then the second).
+GK_HD long long table_panel(const double* table, long long half0, long long half1,
+                            long long stride, double q, double qp, double c, double det,
+                            double& x, long long& index) {
   const double r = c / sqrt(q * qp);
   const double rho = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
   const double a = fabs(rho);
   const double om = a > 0.5 ? det / ((q * qp) * (1.0 + a)) : 1.0 - a;
   const double t = sqrt(om > 0.0 ? om : 0.0);
-  const int degree = (int)table[1];
   const long long n_cells = 1LL << (int)table[0];
-  const long long half = rho >= 0.0 ? 3 : (long long)table[2];
+  const long long half = rho >= 0.0 ? half0 : half1;
   long long cell = (long long)(t * (double)n_cells);
   cell = cell < n_cells - 1 ? cell : n_cells - 1;
-  const long long at = half + n_cells + (long long)table[half + cell] * (degree + 3);
+  const long long panel = (long long)table[half + cell];
+  index = panel + (rho >= 0.0 ? 0 : (half1 - half0 - n_cells) / stride);
+  const long long at = half + n_cells + panel * stride;
   const double y = (t - table[at]) * table[at + 1] - 1.0;
   x = y > 1.0 ? 1.0 : (y < -1.0 ? -1.0 : y);
   return at;
+}
+
+// A pair at fixed variances (q, q') from its table in the correlation
+// (gpukern/correlation.py, CorrelationTable.data): the halves at table + 3 and
+// table + table[2], panel rows (lo, 2 / width, table[1] + 1 Chebyshev coefficients).
+// Returns the panel row's offset from table and x in [-1, 1] (table_panel).
+GK_HD long long correlation_panel(const double* table, double q, double qp, double c,
+                                  double det, double& x) {
+  long long index;
+  return table_panel(table, 3, (long long)table[2], (long long)table[1] + 3, q, qp, c, det, x,
+                     index);
 }
 
 // Clenshaw's recurrence for one step k of the panel's sum (b1, b2 carried):
@@ -121,6 +133,65 @@ struct CorrelationTile {
     return o >= 0 ? data + o : nullptr;
   }
 };
+
+// A pair over varying variances from its table (gpukern/variance.py, VarianceTable.data):
+// header [max level, degree, nodes, r1, r2, lo1, lo2, span, half0, half1, panels], then u1
+// (nodes x r1) and u2 (nodes x r2), then per half its cell index and panel rows (lo,
+// 2 / width, core r1 x r2 x (degree + 1)). F = sum_{r,s} phi_r(q) psi_s(q') G_rs(t).
+constexpr int kVarianceHeader = 11;
+
+GK_HD long long variance_stride(const double* table) {
+  return 2 + (long long)table[3] * (long long)table[4] * ((long long)table[1] + 1);
+}
+
+// phi_r(q) = sum_a T_a(x) u[a, r] (side 0: u1 and lo1; side 1: u2 and lo2),
+// x = (log2 q - lo) 2 / span - 1 clipped to [-1, 1].
+GK_HD void variance_basis(const double* table, int side, double q, double* phi) {
+  const int n = (int)table[2], r1 = (int)table[3], r = (int)table[3 + side];
+  const double* u = table + kVarianceHeader + (side ? (long long)n * r1 : 0);
+  double x = (log2(q) - table[5 + side]) * (2.0 / table[7]) - 1.0;
+  x = x > 1.0 ? 1.0 : (x < -1.0 ? -1.0 : x);
+  for (int k = 0; k < r; ++k) phi[k] = 0.0;
+  double prev = 1.0, ta = 1.0;
+  for (int a = 0; a < n; ++a) {
+    if (a == 1) {
+      ta = x;
+    } else if (a > 1) {
+      const double next = 2.0 * x * ta - prev;
+      prev = ta;
+      ta = next;
+    }
+    for (int k = 0; k < r; ++k) phi[k] += ta * u[(long long)a * r + k];
+  }
+}
+
+// The entry's panel (table_panel over the two halves).
+GK_HD long long variance_panel(const double* table, double q, double qp, double c, double det,
+                               double& x, long long& index) {
+  return table_panel(table, (long long)table[8], (long long)table[9], variance_stride(table),
+                     q, qp, c, det, x, index);
+}
+
+// F at one entry from its bases phi (r1) and psi (r2): d_k = sum_{r,s} phi_r psi_s G_rsk
+// in the entry's panel, then Clenshaw in x.
+GK_HD double variance_entry(const double* table, const double* phi, const double* psi,
+                            double q, double qp, double c, double det) {
+  double x;
+  long long index;
+  const double* core = table + variance_panel(table, q, qp, c, det, x, index) + 2;
+  const int r1 = (int)table[3], r2 = (int)table[4], m = (int)table[1] + 1;
+  double d[kCorrelationDegree + 1];
+  for (int k = 0; k < m; ++k) d[k] = 0.0;
+  for (int r = 0; r < r1; ++r)
+    for (int s = 0; s < r2; ++s) {
+      const double w = phi[r] * psi[s];
+      const double* g = core + ((long long)r * r2 + s) * m;
+      for (int k = 0; k < m; ++k) d[k] += w * g[k];
+    }
+  double b1 = 0.0, b2 = 0.0;
+  for (int k = m - 1; k > 0; --k) clenshaw_step(d[k], x, b1, b2);
+  return d[0] + x * b1 - b2;
+}
 
 // sum_{a,b < n} coef[a n + b] T_a(x) T_b(y), x, y in [-1, 1], n <= kMeanCheb: the basis
 // values by the three-term recurrence, then a product per row (independent multiply-adds,

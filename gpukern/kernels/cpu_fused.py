@@ -115,9 +115,9 @@ def library() -> ctypes.CDLL | None:
     # ..., series_on, series_coef, series_off1, series_len1, series_off2, series_width2,
     # series_len2, series_order, series_uniform2
     series = [ctypes.POINTER(ctypes.c_int), _D, _I64, _I64, _I64, _I64, _I64, _I64, _I64]
-    corr = [_I64, _D]  # correlation tables: offsets per (pair, layer), data
-    lib.gk_cpu_recursion_f64.argtypes = head + series + corr + [_D, _D]
-    lib.gk_cpu_recursion_f32.argtypes = head + series + corr + [_F, _F]
+    corr = [_I64, _D]  # tables (in the correlation, then over variances): offsets, data
+    lib.gk_cpu_recursion_f64.argtypes = head + series + corr + corr + [_D, _D]
+    lib.gk_cpu_recursion_f32.argtypes = head + series + corr + corr + [_F, _F]
     lib.gk_cpu_recursion_f64.restype = lib.gk_cpu_recursion_f32.restype = ctypes.c_int
     for suffix, ptr in (("f64", _D), ("f32", _F)):
         fn = getattr(lib, f"gk_cpu_map_{suffix}")
@@ -145,6 +145,8 @@ def library() -> ctypes.CDLL | None:
                                          _I64, _D, _D]
     lib.gk_cpu_mehler_series.restype = None
     lib.gk_cpu_hermite_coefficients.argtypes = [ctypes.c_int64] * 3 + [_D, _D, _D]
+    lib.gk_cpu_variance_block.argtypes = [ctypes.c_int64, ctypes.c_int64] + [_D] * 6
+    lib.gk_cpu_variance_block.restype = None
     lib.gk_cpu_hermite_coefficients.restype = None
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
@@ -198,6 +200,18 @@ def mehler_series(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray,
     library().gk_cpu_mehler_series(rho.size, _ptr(a, _D), _ptr(b, _D), a.shape[1],
                                    _ptr(ia, _I64), _ptr(ib, _I64), _ptr(terms, _I64),
                                    _ptr(rho, _D), _ptr(out, _D))
+    return out
+
+
+def variance_block(table: np.ndarray, q1: np.ndarray, q2: np.ndarray, c: np.ndarray,
+                   det: np.ndarray) -> np.ndarray:
+    """gk_cpu_variance_block: F(q1_i, q2_j, c_ij, det_ij) (n1, n2) from a table over
+    variances (:meth:`gpukern.variance.VarianceTable.data`)."""
+    table, q1, q2, c, det = (np.ascontiguousarray(a, dtype=np.float64)
+                             for a in (table, q1, q2, c, det))
+    out = np.empty((q1.size, q2.size), dtype=np.float64)
+    library().gk_cpu_variance_block(q1.size, q2.size, _ptr(table, _D), _ptr(q1, _D),
+                                    _ptr(q2, _D), _ptr(c, _D), _ptr(det, _D), _ptr(out, _D))
     return out
 
 
@@ -383,9 +397,10 @@ def _without_formula(sigma: ScalarFunction, pairs) -> list[bool]:
 
 
 @dataclass
-class CorrelationRows:
-    """The gk::CorrelationTile of a compiled call (tables.cuh): per (pair, layer) (the
-    kernels' pairs, then sigma's own pair) the offset of its table in ``data``, or -1."""
+class TableRows:
+    """A gk::CorrelationTile of a compiled call (tables.cuh): per (pair, layer) (the
+    kernels' pairs, then sigma's own pair) the offset of its table (in the correlation, or
+    over variances) in ``data``, or -1."""
 
     off: np.ndarray  # (npairs + 1, depth) int64
     data: np.ndarray  # flat float64
@@ -399,7 +414,7 @@ class CorrelationRows:
 
 
 def correlation_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray,
-                     order: int) -> CorrelationRows | None:
+                     order: int) -> TableRows | None:
     """Tables for the pairs without a CPU formula (sigma's own pair last, unless closed) at
     the layers where q1[layer] and q2[layer] each have one value
     (:func:`gpukern.gaussian.correlation_layers`); None where no (pair, layer) is tabled."""
@@ -407,16 +422,32 @@ def correlation_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarra
 
     sides = list(pairs) + [(sigma, sigma)]
     found = correlation_layers(sides, _without_formula(sigma, pairs), q1, q2, order)
-    return None if found is None else CorrelationRows(*found)
+    return None if found is None else TableRows(*found)
+
+
+def variance_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int,
+                  skip: np.ndarray) -> TableRows | None:
+    """Tables over variances for the pairs without a CPU formula at the layers not in
+    ``skip`` (:func:`gpukern.gaussian.correlation_layers`); None where none is made."""
+    from ..gaussian import correlation_layers
+
+    sides = list(pairs) + [(sigma, sigma)]
+    found = correlation_layers(sides, _without_formula(sigma, pairs), q1, q2, order,
+                               over_variances=True, skip=skip)
+    return None if found is None else TableRows(*found)
 
 
 def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int
-           ) -> tuple[SeriesRows | None, CorrelationRows | None] | None:
-    """The series rows and correlation tables of a compiled call, or None where some
-    (pair, layer) without a formula has neither (a point whose series is not served,
-    variances not one value for a pair without series, or rows over SERIES_BUDGET)."""
+           ) -> tuple[SeriesRows | None, TableRows | None, TableRows | None] | None:
+    """The series rows, correlation tables and tables over variances of a compiled call,
+    or None where some (pair, layer) without a formula has none of them (a point whose
+    series is not served, variances outside a table's cells or in a block too small for
+    one, or rows over SERIES_BUDGET)."""
     corr = correlation_rows(sigma, pairs, q1, q2, order)
     tabled = corr.tabled if corr is not None else np.zeros((len(pairs) + 1, q1.shape[0]), bool)
+    var = variance_rows(sigma, pairs, q1, q2, order, tabled)
+    if var is not None:
+        tabled = tabled | var.tabled
     sides = list(pairs) + [(sigma, sigma)]
     rest = [p for p, other in enumerate(_without_formula(sigma, pairs))
             if other and not tabled[p].all()]
@@ -427,7 +458,7 @@ def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: 
         series = series_rows(sigma, pairs, q1, q2, skip=tabled)
         if series is None:
             return None
-    return series, corr
+    return series, corr, var
 
 
 def _needs_table(term: ScalarFunction, shift: float, partner: ScalarFunction) -> bool:
@@ -585,8 +616,8 @@ def _write_rows(coef: np.ndarray, start: int, f: ScalarFunction, g: ScalarFuncti
 def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndarray,
               x2: np.ndarray, q1: np.ndarray, q2: np.ndarray, id1: np.ndarray, id2: np.ndarray,
               upper: bool, dtype: Any, want_nngp: bool = True, order: int = DEFAULT_ORDER,
-              series: SeriesRows | None = None, corr: CorrelationRows | None = None
-              ) -> tuple[np.ndarray | None, list[np.ndarray], bool]:
+              series: SeriesRows | None = None, corr: TableRows | None = None,
+              var: TableRows | None = None) -> tuple[np.ndarray | None, list[np.ndarray], bool]:
     """NNGP and kernels of x1 (n1, n0) against x2 (n2, n0) in one call.
 
     ``own``: each layer's own term of the kernels, (alpha_l, beta_l) for l = 0..depth
@@ -595,7 +626,8 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
     ``series``: the coefficient rows of the pairs summed by Mehler's series
     (:func:`series_rows`); ``corr`` the pairs' correlation tables
-    (:func:`correlation_rows`), read first where a (pair, layer) has one. Outputs are
+    (:func:`correlation_rows`), read first where a (pair, layer) has one, and ``var`` its
+    tables over variances (:func:`variance_rows`), read next. Outputs are
     written in ``dtype`` (float32 or float64), computed in float64. The last value is
     True when tables or series were used: entries off a table's range or with a point
     whose series is not served are NaN then.
@@ -621,6 +653,7 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
             _ptr(offsets, _I64), len(pairs), int(upper),
             *(series.pointers() if series is not None else [None] * 9),
             *(corr.pointers() if corr is not None else [None] * 2),
+            *(var.pointers() if var is not None else [None] * 2),
             _ptr(nngp, kind) if want_nngp else None, _ptr(kout, kind))
     if not ok:
         raise RuntimeError("the CPU recursion met a pair without a closed form "

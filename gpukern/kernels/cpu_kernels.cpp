@@ -430,6 +430,82 @@ void correlation_chunk(const double* __restrict table, double q, const double* _
   for (int j = 0; j < kChunk; ++j) out[j] = table[at[j] + 2] + x[j] * b1[j] - b2[j];
 }
 
+// A table over variances (gpukern/variance.py) read row by row: a row's phi contracted
+// into every panel's core once, H[panel, s, k] = sum_r phi_r G_rsk (r1 r2 (degree + 1)
+// multiply-adds per panel); an entry is then sum_s psi_s H[panel, s, k] and Clenshaw,
+// gk::variance_entry's sum in another order.
+struct VarianceRow {
+  const double* table;
+  int r1, r2, m;
+  long long stride, n_cells, half0, half1, panels0, panels;
+  std::vector<double> phi, h;
+
+  explicit VarianceRow(const double* t)
+      : table(t), r1((int)t[3]), r2((int)t[4]), m((int)t[1] + 1), stride(gk::variance_stride(t)),
+        n_cells(1LL << (int)t[0]), half0((long long)t[8]), half1((long long)t[9]),
+        panels0((half1 - half0 - n_cells) / stride), panels((long long)t[10]) {
+    phi.resize(r1);
+    h.resize((size_t)(panels * r2 * m));
+  }
+
+  void contract(double q) {
+    gk::variance_basis(table, 0, q, phi.data());
+    const long long block = (long long)r2 * m;
+    for (long long p = 0; p < panels; ++p) {
+      const double* core = table + 2 + (p < panels0 ? half0 + n_cells + p * stride
+                                                     : half1 + n_cells + (p - panels0) * stride);
+      double* __restrict hp = h.data() + p * block;
+      for (long long e = 0; e < block; ++e) hp[e] = 0.0;
+      for (int r = 0; r < r1; ++r) {
+        const double w = phi[r];
+        const double* __restrict g = core + (long long)r * block;
+#pragma omp simd
+        for (long long e = 0; e < block; ++e) hp[e] += w * g[e];
+      }
+    }
+  }
+
+  // out[j] for j < n <= kChunk (psi: n rows of r2): per entry its panel and its sum over
+  // s, then Clenshaw's steps across the entries (one vector loop per step, instead of a
+  // chain of dependent steps per entry), each entry's operations in gk::variance_entry's
+  // order of k.
+  void chunk(const double* psi, double q, const double* qp, const double* c, const double* det,
+             int n, double* out) const {
+    alignas(kAlign) double x[kChunk], b1[kChunk], b2[kChunk];
+    alignas(kAlign) double d[(gk::kCorrelationDegree + 1) * kChunk];
+    for (int j = 0; j < n; ++j) {
+      long long index;
+      gk::variance_panel(table, q, qp[j], c[j], det[j], x[j], index);
+      const double* __restrict hp = h.data() + index * (long long)r2 * m;
+      const double* __restrict ps = psi + (size_t)j * r2;
+      constexpr int kM = gk::kCorrelationDegree + 1;  // = m: variance.DEGREE is the registry's
+      double dj[kM] = {};
+      for (int s = 0; s < r2; ++s) {
+        const double w = ps[s];
+#pragma omp simd
+        for (int k = 0; k < kM; ++k) dj[k] += w * hp[s * kM + k];
+      }
+      for (int k = 0; k < kM; ++k) d[k * kChunk + j] = dj[k];
+      b1[j] = b2[j] = 0.0;
+    }
+    for (int k = m - 1; k > 0; --k) {
+      const double* __restrict dk = d + k * kChunk;
+#pragma omp simd
+      for (int j = 0; j < n; ++j) gk::clenshaw_step(dk[j], x[j], b1[j], b2[j]);
+    }
+#pragma omp simd
+    for (int j = 0; j < n; ++j) out[j] = d[j] + x[j] * b1[j] - b2[j];
+  }
+};
+
+// psi (n x r2) of a table over variances at the right side's variances q2.
+std::vector<double> variance_columns(const double* table, const double* q2, int64_t n) {
+  const int r2 = (int)table[4];
+  std::vector<double> psi((size_t)n * r2);
+  for (int64_t j = 0; j < n; ++j) gk::variance_basis(table, 1, q2[j], psi.data() + j * r2);
+  return psi;
+}
+
 // Per-thread state: the chunk's buffers.
 struct Work {
   Buf gram, sig, next, own, c, det, d, qp, same, shared, carry, tmp, rho;
@@ -441,7 +517,8 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
               const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
               double sb2, const double* own, const double* fns, const double* tables,
               const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
-              const gk::CorrelationTile& corr, Out* nngp, Out* kout) {
+              const gk::CorrelationTile& corr, const gk::CorrelationTile& var, Out* nngp,
+              Out* kout) {
   // the descriptors one after the other: sigma, then left/right per pair
   const double* at = fns;
   int first_term = 0;
@@ -481,15 +558,40 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
   const bool exact_det = n0 <= gk::kExactDetMaxFeatures;
   const double inv_n0 = 1.0 / n0;
   int status = 1;
+  // tables over variances: psi of every (padded) column per (pair, layer), once
+  std::vector<std::vector<double>> psi((size_t)(npairs + 1) * depth);
+  for (int p = 0; p <= npairs; ++p)
+    for (int l = 0; l < depth; ++l)
+      if (const double* vt = var.at(p, l, depth))
+        psi[(size_t)p * depth + l] = variance_columns(vt, q2p.data() + (size_t)l * m, m);
 
 #pragma omp parallel
   {
     Work* w = static_cast<Work*>(std::aligned_alloc(kAlign, sizeof(Work)));
     bool good = true;
+    std::vector<VarianceRow> rows;  // per (pair, layer) with a table over variances
+    std::vector<int> row_of((size_t)(npairs + 1) * depth, -1);
+    for (int p = 0; p <= npairs; ++p)
+      for (int l = 0; l < depth; ++l)
+        if (const double* vt = var.at(p, l, depth)) {
+          row_of[(size_t)p * depth + l] = (int)rows.size();
+          rows.emplace_back(vt);
+        }
 #pragma omp for schedule(dynamic, 8)
     for (int ii = 0; ii < n1; ++ii) {
       const int i = upper ? static_cast<int>(col(ii)) : ii;  // upper: rows in column order
       const double* xi = x1 + (int64_t)i * n0;
+      for (int p = 0; p <= npairs; ++p)
+        for (int l = 0; l < depth; ++l)
+          if (row_of[(size_t)p * depth + l] >= 0)
+            rows[row_of[(size_t)p * depth + l]].contract(q1[(int64_t)l * n1 + i]);
+      // F of (pair p, layer l) over this chunk from its table over variances
+      auto variance_chunk = [&](int p, int l, double q, const double* qp, const double* c,
+                                const double* det, int j0, double* out) {
+        const VarianceRow& row = rows[row_of[(size_t)p * depth + l]];
+        row.chunk(psi[(size_t)p * depth + l].data() + (size_t)j0 * row.r2, q, qp, c, det,
+                  kChunk, out);
+      };
       // from the diagonal's group of kSeriesLanes columns (the series reads whole groups;
       // the few entries left of the diagonal are overwritten by the mirror)
       for (int j0 = upper ? ii - ii % kSeriesLanes : 0; j0 < n2; j0 += kChunk) {
@@ -559,6 +661,8 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
             }
           } else if (const double* table = corr.at(npairs, l, depth)) {
             correlation_chunk(table, q, qp, c, det, next);
+          } else if (var.at(npairs, l, depth)) {
+            variance_chunk(npairs, l, q, qp, c, det, j0, next);
           } else if (series.on && series.on[npairs]) {
             series_chunk(series, npairs, l, depth, n1, n2, i, j0, len, q, qp, c, next,
                          w->rho.v);
@@ -575,6 +679,8 @@ int recursion(int n1, int n2, int n0, const double* x1, const double* x2, const 
             double* __restrict dp = p == twin ? w->shared.v : d;
             if (const double* table = corr.at(p, l, depth))
               correlation_chunk(table, q, qp, c, det, d);
+            else if (var.at(p, l, depth))
+              variance_chunk(p, l, q, qp, c, det, j0, d);
             else if (series.on && series.on[p])
               series_chunk(series, p, l, depth, n1, n2, i, j0, len, q, qp, c, d, w->rho.v);
             else if (p != twin)
@@ -819,9 +925,11 @@ int run(int n1, int n2, int n0, const double* x1, const double* x2, const double
         const double* q2, const int64_t* id1, const int64_t* id2, int depth, double sw2,
         double sb2, const double* own, const double* fns, const double* tables,
         const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
-        const gk::CorrelationTile& corr, Out* nngp, Out* kout) {
+        const gk::CorrelationTile& corr, const gk::CorrelationTile& var, Out* nngp,
+              Out* kout) {
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
-                                fns, tables, offsets, npairs, upper, series, corr, nngp, kout);
+                                fns, tables, offsets, npairs, upper, series, corr, var, nngp,
+                                kout);
   if (upper) {
     std::vector<int64_t> rank(series.order ? n1 : 0);
     for (int j = 0; j < (series.order ? n1 : 0); ++j) rank[series.order[j]] = j;
@@ -846,7 +954,8 @@ extern "C" {
 // (npairs + 1, sigma's pair last; or null): pairs summed by Mehler's series from the
 // coefficient rows of series_coef (see SeriesPairs); NaN where a point's series is not
 // served. corr_off ((npairs + 1) depth, or null) and corr_data: the (pair, layer)s read
-// from a table in the correlation (see gk::CorrelationTile), before any other route.
+// from a table in the correlation (see gk::CorrelationTile), before any other route;
+// var_off and var_data likewise, those read from a table over variances (VarianceRow).
 // fns holds the descriptors one after the other ({n, then kind, a, b, c, shift per term});
 // offsets is indexed by term, counted over all of them.
 int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double* x2,
@@ -859,13 +968,14 @@ int gk_cpu_recursion_f64(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
                          const int64_t* series_uniform2, const long long* corr_off,
-                         const double* corr_data, double* nngp, double* kout) {
+                         const double* corr_data, const long long* var_off,
+                         const double* var_data, double* nngp, double* kout) {
   const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
                            series_off2,   series_width2, series_len2, series_order,
                            series_uniform2};
-  const gk::CorrelationTile corr{corr_off, corr_data};
+  const gk::CorrelationTile corr{corr_off, corr_data}, var{var_off, var_data};
   return run<double>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
-                 offsets, npairs, upper, series, corr, nngp, kout);
+                 offsets, npairs, upper, series, corr, var, nngp, kout);
 }
 
 int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double* x2,
@@ -878,13 +988,14 @@ int gk_cpu_recursion_f32(int n1, int n2, int n0, const double* x1, const double*
                          const int64_t* series_off2, const int64_t* series_width2,
                          const int64_t* series_len2, const int64_t* series_order,
                          const int64_t* series_uniform2, const long long* corr_off,
-                         const double* corr_data, float* nngp, float* kout) {
+                         const double* corr_data, const long long* var_off,
+                         const double* var_data, float* nngp, float* kout) {
   const SeriesPairs series{series_on,     series_coef,   series_off1, series_len1,
                            series_off2,   series_width2, series_len2, series_order,
                            series_uniform2};
-  const gk::CorrelationTile corr{corr_off, corr_data};
+  const gk::CorrelationTile corr{corr_off, corr_data}, var{var_off, var_data};
   return run<float>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own, fns, tables,
-                 offsets, npairs, upper, series, corr, nngp, kout);
+                 offsets, npairs, upper, series, corr, var, nngp, kout);
 }
 
 // E[f(u) g(v)] of m entries by the reduced pair's outer rule (gpukern/gaussian.py,
@@ -963,6 +1074,28 @@ void gk_cpu_cheb2d(const double* coef, int n, const int64_t* cell, const double*
 
 // out[e] = sum_{k <= terms[e]} a[ia[e], k] b[ib[e], k] rho[e]^k (gk::mehler_series, 8
 // entries interleaved): the pairs of analytic functions (gpukern/hermite.py).
+// out (n1 x n2, row-major) = F(q1_i, q2_j, c_ij, det_ij) from a table over variances:
+// psi of every column once, each row's contraction (VarianceRow) once.
+void gk_cpu_variance_block(int64_t n1, int64_t n2, const double* table,
+                           const double* q1, const double* q2, const double* c,
+                           const double* det, double* out) {
+  const std::vector<double> psi = variance_columns(table, q2, n2);
+  const int r2 = (int)table[4];
+#pragma omp parallel
+  {
+    VarianceRow row(table);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t i = 0; i < n1; ++i) {
+      row.contract(q1[i]);
+      for (int64_t j0 = 0; j0 < n2; j0 += kChunk) {
+        const int64_t e = i * n2 + j0;
+        row.chunk(psi.data() + j0 * r2, q1[i], q2 + j0, c + e, det + e,
+                  (int)std::min<int64_t>(kChunk, n2 - j0), out + e);
+      }
+    }
+  }
+}
+
 void gk_cpu_mehler_series(int64_t m, const double* a, const double* b, int64_t stride,
                           const int64_t* ia, const int64_t* ib, const int64_t* terms,
                           const double* rho, double* out) {

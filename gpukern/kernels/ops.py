@@ -124,6 +124,17 @@ def reduced_pair(f: ScalarFunction, q: Array, slope: Array, s2: Array, feat_c: A
                                   amp, rate, geometry)
 
 
+def variance_block(table: np.ndarray, q1: np.ndarray, q2: np.ndarray, c: np.ndarray,
+                   det: np.ndarray) -> np.ndarray | None:
+    """F(q1_i, q2_j, c_ij, det_ij) from a table over variances (host arrays) on the
+    compiled CPU path, or None without compiled kernels."""
+    if not compiled_cpu():
+        return None
+    from . import cpu_fused
+
+    return cpu_fused.variance_block(table, q1, q2, c, det)
+
+
 def hermite_coefficients(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     """w (P, K) @ h (K, T) with each row computed on its own (host arrays): the compiled
     CPU loop, else one matrix-vector product per row, so that a row's numbers never depend
