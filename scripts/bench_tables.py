@@ -4,12 +4,15 @@ ones, and the symmetric path for x2 equal to x1 (asv_benchmarks/RESULTS.md, issu
     python scripts/bench_tables.py [N] [N_OLD]    (defaults 256 and 12)
 
 "first" is the process's first call (tables filled, series coefficients computed), the
-other times the best of two calls after it (the coefficients kept: they are the same
-numbers recomputed or not).
+other times the best of five calls after it (the coefficients kept: they are the same
+numbers recomputed or not; five, because this shared 2-core machine's timings of one
+0.05 s call vary by ~20 %).
 
-Depth 3, sign activations, bias_std 0.2, inputs N(0, I_3), then the same inputs scaled
-to the unit sphere (one norm: every layer's variances are one value, so every pair
-without a closed form is read from its table in the correlation). The nested 2-D
+Depth 3, sign activations, bias_std 0.2, inputs N(0, I_3) (the first layer's variances
+differ from point to point: a pair without a closed form is read there from its table
+over variances, after it from its table in the correlation), then the same inputs scaled
+to the unit sphere (one norm: every layer's variances are one value, so every such pair
+is read from its table in the correlation). The nested 2-D
 quadrature that the tables replace is timed at N_OLD points (it takes ~10-50 ms per
 entry) by routing the pairs back to it.
 """
@@ -27,7 +30,7 @@ from gpukern.kernels import ops
 S = gk.surrogates
 
 
-def best(call: Callable[[], object], repeat: int = 2) -> float:
+def best(call: Callable[[], object], repeat: int = 5) -> float:
     out = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
