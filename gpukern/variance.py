@@ -15,16 +15,21 @@ in (x, x') times the Chebyshev nodes of dyadic t panels (one layout for the whol
 split until every node pair's tail is below TOL of the cell's largest |F|) come from the
 pair's own route (Mehler's series or the reduced pair), as for the correlation tables.
 
-F is of low rank in (q, q') (measured: 8-12 terms to 1e-12 for the built-in surrogates),
+F is of low rank in (q, q') (measured: ranks 12 for fast_sigmoid(2), 14 for atan(2) and
+sigmoid(3) x sigmoid(2) at RANK_TOL over a cell of 8 octaves),
 so the table keeps it in Tucker form: F = sum_{r, s} phi_r(x) psi_s(x') G_{r s}(t), with
 phi_r = sum_a T_a(x) U[a, r] from the SVD of the coefficients (rank cut where the
 discarded singular values are below RANK_TOL of max |F|), and per half and t panel the
 core G (r1, r2, DEGREE + 1) of Chebyshev coefficients in the panel's own coordinate. An
 entry costs r1 r2 (DEGREE + 1) multiply-adds, or r2 (DEGREE + 1) where a row's phi is
-contracted into the core once (the compiled CPU loop, ``gk::variance_row``).
+contracted into the cores once (the compiled CPU loop, ``VarianceRow`` in
+kernels/cpu_kernels.cpp).
 
 Tables are data: the compiled CPU loop reads :meth:`VarianceTable.data` with the
-functions of cuda/gpukern/tables.cuh, the array path with :meth:`VarianceTable.__call__`.
+functions of cuda/gpukern/tables.cuh (``variance_basis``, ``variance_panel``; the
+per-entry ``variance_entry`` is a GPU thread's read, tested on the host), the array path
+(NumPy or CuPy) with :meth:`VarianceTable.__call__`. The fused CUDA kernel does not read
+them yet.
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ class VarianceTable:
                 and 2.0 ** self.lo2 <= qp_min and qp_max <= 2.0 ** (self.lo2 + SPAN))
 
     def data(self) -> np.ndarray:
-        """The layout gk::variance_basis / gk::variance_row read: HEADER doubles, u1 and
+        """The layout gk::variance_basis / gk::variance_panel read: HEADER doubles, u1 and
         u2 (row-major), then per half its cell index (2^MAX_LEVEL panel numbers) and per
         panel (lo, 2 / width, the core r1 x r2 x (DEGREE + 1), row-major)."""
         if self._data is not None:

@@ -158,7 +158,7 @@ def test_kernels_equal_the_routes_tables_replace(sur, monkeypatch):
         monkeypatch.setattr(gaussian, "correlation_table", spy)
         got = net.kernels(x, which=("surrogate", "sgntk"))
         monkeypatch.setattr(gaussian, "correlation_table", lambda *a, **k: None)
-        monkeypatch.setattr(cpu_fused, "correlation_rows", lambda *a, **k: None)
+        monkeypatch.setattr(cpu_fused, "table_rows", lambda *a, **k: None)
         with ops.use_executor("array"):
             ref = net.kernels(x, which=("surrogate", "sgntk"))
         monkeypatch.undo()

@@ -123,7 +123,6 @@ def test_kernels_equal_the_routes_tables_replace(sur, scale, monkeypatch):
     for a, b in ((x, None), (x, y)) if scale == 1.0 else ((x, y),):
         got = net.kernels(a, b, which=("surrogate",))
         monkeypatch.setattr(gaussian, "variance_table", lambda *args, **kw: None)
-        monkeypatch.setattr(cpu_fused, "variance_rows", lambda *args, **kw: None)
         ref = net.kernels(a, b, which=("surrogate",))  # no route: tiles on the array path
         monkeypatch.undo()
         np.testing.assert_allclose(got["surrogate"], ref["surrogate"], rtol=0,

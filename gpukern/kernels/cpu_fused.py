@@ -145,9 +145,9 @@ def library() -> ctypes.CDLL | None:
                                          _I64, _D, _D]
     lib.gk_cpu_mehler_series.restype = None
     lib.gk_cpu_hermite_coefficients.argtypes = [ctypes.c_int64] * 3 + [_D, _D, _D]
+    lib.gk_cpu_hermite_coefficients.restype = None
     lib.gk_cpu_variance_block.argtypes = [ctypes.c_int64, ctypes.c_int64] + [_D] * 6
     lib.gk_cpu_variance_block.restype = None
-    lib.gk_cpu_hermite_coefficients.restype = None
     lib.gk_cpu_threads.restype = ctypes.c_int
     return lib
 
@@ -413,27 +413,18 @@ class TableRows:
         return [_ptr(self.off, _I64), _ptr(self.data, _D)]
 
 
-def correlation_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray,
-                     order: int) -> TableRows | None:
-    """Tables for the pairs without a CPU formula (sigma's own pair last, unless closed) at
-    the layers where q1[layer] and q2[layer] each have one value
+def table_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int,
+               over_variances: bool = False, skip: np.ndarray | None = None
+               ) -> TableRows | None:
+    """Tables for the pairs without a CPU formula (sigma's own pair last, unless closed):
+    in the correlation at the layers where q1[layer] and q2[layer] each have one value, or
+    with ``over_variances`` over the variances at the layers not in ``skip``
     (:func:`gpukern.gaussian.correlation_layers`); None where no (pair, layer) is tabled."""
     from ..gaussian import correlation_layers
 
     sides = list(pairs) + [(sigma, sigma)]
-    found = correlation_layers(sides, _without_formula(sigma, pairs), q1, q2, order)
-    return None if found is None else TableRows(*found)
-
-
-def variance_rows(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: int,
-                  skip: np.ndarray) -> TableRows | None:
-    """Tables over variances for the pairs without a CPU formula at the layers not in
-    ``skip`` (:func:`gpukern.gaussian.correlation_layers`); None where none is made."""
-    from ..gaussian import correlation_layers
-
-    sides = list(pairs) + [(sigma, sigma)]
     found = correlation_layers(sides, _without_formula(sigma, pairs), q1, q2, order,
-                               over_variances=True, skip=skip)
+                               over_variances, skip)
     return None if found is None else TableRows(*found)
 
 
@@ -443,9 +434,9 @@ def routes(sigma: ScalarFunction, pairs, q1: np.ndarray, q2: np.ndarray, order: 
     or None where some (pair, layer) without a formula has none of them (a point whose
     series is not served, variances outside a table's cells or in a block too small for
     one, or rows over SERIES_BUDGET)."""
-    corr = correlation_rows(sigma, pairs, q1, q2, order)
+    corr = table_rows(sigma, pairs, q1, q2, order)
     tabled = corr.tabled if corr is not None else np.zeros((len(pairs) + 1, q1.shape[0]), bool)
-    var = variance_rows(sigma, pairs, q1, q2, order, tabled)
+    var = table_rows(sigma, pairs, q1, q2, order, over_variances=True, skip=tabled)
     if var is not None:
         tabled = tabled | var.tabled
     sides = list(pairs) + [(sigma, sigma)]
@@ -626,8 +617,8 @@ def recursion(depth: int, sw2: float, sb2: float, own, sigma, pairs, x1: np.ndar
     (x2 is x1, every kernel symmetric): the upper triangle is computed and mirrored.
     ``series``: the coefficient rows of the pairs summed by Mehler's series
     (:func:`series_rows`); ``corr`` the pairs' correlation tables
-    (:func:`correlation_rows`), read first where a (pair, layer) has one, and ``var`` its
-    tables over variances (:func:`variance_rows`), read next. Outputs are
+    (:func:`table_rows`), read first where a (pair, layer) has one, and ``var`` its
+    tables over variances (:func:`table_rows`), read next. Outputs are
     written in ``dtype`` (float32 or float64), computed in float64. The last value is
     True when tables or series were used: entries off a table's range or with a point
     whose series is not served are NaN then.

@@ -926,7 +926,7 @@ int run(int n1, int n2, int n0, const double* x1, const double* x2, const double
         double sb2, const double* own, const double* fns, const double* tables,
         const int64_t* offsets, int npairs, int upper, const SeriesPairs& series,
         const gk::CorrelationTile& corr, const gk::CorrelationTile& var, Out* nngp,
-              Out* kout) {
+        Out* kout) {
   const int ok = recursion<Out>(n1, n2, n0, x1, x2, q1, q2, id1, id2, depth, sw2, sb2, own,
                                 fns, tables, offsets, npairs, upper, series, corr, var, nngp,
                                 kout);
