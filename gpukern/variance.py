@@ -68,7 +68,7 @@ cell's largest |F|."""
 HEADER = 11
 """Doubles before the bases in :meth:`VarianceTable.data`: MAX_LEVEL, DEGREE, NODES, r1,
 r2, lo1, lo2, SPAN, the offsets of the two halves, and the number of panels."""
-_CHUNK = 2048  # entries evaluated at once on the array path (a (chunk, r1, r2, 17) gather)
+_GATHER = 1 << 22  # doubles of cores gathered at once on the array path (32 MB)
 
 
 def cell_of(q_min: float, q_max: float) -> int | None:
@@ -176,10 +176,11 @@ class VarianceTable:
         n_cells = 1 << MAX_LEVEL
         cell = xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
         out = xp.full(t.shape, xp.nan, dtype=xp.float64)  # NaN where rho is
+        step = max(1, _GATHER // (self.u1.shape[1] * self.u2.shape[1] * (DEGREE + 1)))
         for half, (lo, scale, core, cells) in enumerate(halves):
             idx = xp.nonzero(rho >= 0.0 if half == 0 else rho < 0.0)[0]
-            for start in range(0, int(idx.size), _CHUNK):
-                e = idx[start:start + _CHUNK]
+            for start in range(0, int(idx.size), step):
+                e = idx[start:start + step]
                 p = cells[cell[e]]
                 x = (t[e] - lo[p]) * scale[p] - 1.0
                 x = xp.where(x > 1.0, 1.0, xp.where(x < -1.0, -1.0, x))
