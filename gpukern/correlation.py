@@ -85,6 +85,19 @@ def one_minus_abs_rho(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array,
     return rho, xp.where(a > 0.5, near, 1.0 - a)
 
 
+def panel_cells(halves: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    """Per half (lo, width, ...) its cell index: for each of the 2^MAX_LEVEL cells of t
+    the panel holding it. Raises where the dyadic panels do not cover [0, 1] in order."""
+    cells = []
+    n_cells = 1 << MAX_LEVEL
+    for lo, width, *_ in halves:
+        count = np.rint(width * n_cells).astype(np.int64)
+        cells.append(np.repeat(np.arange(lo.size), count))
+        if lo[0] != 0.0 or cells[-1].size != n_cells:
+            raise ValueError("the panels of a half must cover [0, 1] in order")
+    return cells
+
+
 class CorrelationTable:
     """F(rho) of one pair at fixed (q, q'): per half (0: rho >= 0, 1: rho < 0) its panels'
     left edges ``lo`` and widths (dyadic, together covering [0, 1] in t), a cell index
@@ -93,13 +106,7 @@ class CorrelationTable:
 
     def __init__(self, halves: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
         self.halves = halves  # (lo, width, coef) per half, panels by increasing lo
-        self.cells = []
-        n_cells = 1 << MAX_LEVEL
-        for lo, width, _ in halves:
-            count = np.rint(width * n_cells).astype(np.int64)
-            self.cells.append(np.repeat(np.arange(lo.size), count))
-            if lo[0] != 0.0 or self.cells[-1].size != n_cells:
-                raise ValueError("the panels of a half must cover [0, 1] in order")
+        self.cells = panel_cells(halves)
         self._device: list | None = None
 
     @property
@@ -147,43 +154,67 @@ class CorrelationTable:
         return out
 
 
+def dyadic_halves(values_at: Callable[[float, np.ndarray], np.ndarray],
+                  shared_scale: bool = False, max_panels: int | None = None
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], float] | None:
+    """The two halves (sign +1: rho >= 0, -1: rho < 0) as piecewise Chebyshev on dyadic
+    panels of [0, 1] in t: ``values_at(sign, t)`` gives F at t (panels, DEGREE + 1) as an
+    array (..., panels, DEGREE + 1) (leading axes: tabled together, one panel layout); a
+    panel is split until its tail (the two last coefficients, the largest over the leading
+    axes) is below TOL times the largest |F| so far (per half, or over both with
+    ``shared_scale``), FLOOR at MAX_LEVEL. Returns per half (lo, width, coefficients
+    (..., panels, DEGREE + 1)) and the scale, or None where a finest panel is not
+    converged, F is not finite, or a half passes ``max_panels``."""
+    x = cheb_nodes()
+    halves = []
+    scale = 0.0
+    for sign in (1.0, -1.0):
+        n0 = 1 << START_LEVEL
+        todo = [(k / n0, 1.0 / n0) for k in range(n0)]
+        done: list[tuple[float, float, np.ndarray]] = []
+        if not shared_scale:
+            scale = 0.0
+        while todo:
+            lo = np.array([a for a, _ in todo])
+            width = np.array([w for _, w in todo])
+            t = lo[:, None] + 0.5 * width[:, None] * (x[None, :] + 1.0)  # (panels, nodes)
+            values = np.asarray(values_at(sign, t), dtype=np.float64)
+            if not np.all(np.isfinite(values)):
+                return None
+            scale = max(scale, float(np.max(np.abs(values))))
+            coef = cheb_coefficients(values)
+            tail = np.abs(coef[..., -1]) + np.abs(coef[..., -2])
+            tail = tail.reshape(-1, lo.size).max(axis=0)
+            todo = []
+            for k in range(lo.size):
+                finest = width[k] <= 2.0 ** -MAX_LEVEL
+                if tail[k] <= (FLOOR if finest else TOL) * scale:
+                    done.append((lo[k], width[k], coef[..., k, :]))
+                elif finest:
+                    return None
+                else:
+                    todo += [(lo[k], 0.5 * width[k]), (lo[k] + 0.5 * width[k], 0.5 * width[k])]
+            if max_panels is not None and len(done) + len(todo) > max_panels:
+                return None
+        done.sort(key=lambda d: d[0])
+        halves.append((np.array([d[0] for d in done]), np.array([d[1] for d in done]),
+                       np.stack([d[2] for d in done], axis=-2)))
+    return halves, scale
+
+
 def build(pair: Callable[[np.ndarray, np.ndarray], np.ndarray], q: float, qp: float
           ) -> CorrelationTable | None:
     """The table of F, or None where a panel at MAX_LEVEL is still not converged (or F is
     not finite). ``pair(c, det)`` evaluates F at covariances c with determinants det
     (flat float64 host arrays)."""
-    x = cheb_nodes()
-    halves = []
-    for sign in (1.0, -1.0):
-        n0 = 1 << START_LEVEL
-        todo = [(k / n0, 1.0 / n0) for k in range(n0)]
-        done: list[tuple[float, float, np.ndarray]] = []
-        scale = 0.0
-        while todo:
-            lo = np.array([a for a, _ in todo])
-            width = np.array([w for _, w in todo])
-            t = lo[:, None] + 0.5 * width[:, None] * (x[None, :] + 1.0)  # (panels, nodes)
-            om = t * t  # 1 - |rho|
-            rho = sign * (1.0 - om)
-            det = (q * qp) * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
-            c = rho * np.sqrt(q * qp)
-            values = np.asarray(pair(c.reshape(-1), det.reshape(-1)),
-                                dtype=np.float64).reshape(t.shape)
-            if not np.all(np.isfinite(values)):
-                return None
-            scale = max(scale, float(np.max(np.abs(values))))
-            coef = cheb_coefficients(values)
-            tail = np.abs(coef[:, -1]) + np.abs(coef[:, -2])
-            todo = []
-            for k in range(lo.size):
-                finest = width[k] <= 2.0 ** -MAX_LEVEL
-                if tail[k] <= (FLOOR if finest else TOL) * scale:
-                    done.append((lo[k], width[k], coef[k]))
-                elif finest:
-                    return None
-                else:
-                    todo += [(lo[k], 0.5 * width[k]), (lo[k] + 0.5 * width[k], 0.5 * width[k])]
-        done.sort(key=lambda d: d[0])
-        halves.append((np.array([d[0] for d in done]), np.array([d[1] for d in done]),
-                       np.stack([d[2] for d in done])))
-    return CorrelationTable(halves)
+
+    def values_at(sign: float, t: np.ndarray) -> np.ndarray:
+        om = t * t  # 1 - |rho|
+        rho = sign * (1.0 - om)
+        det = (q * qp) * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
+        c = rho * np.sqrt(q * qp)
+        return np.asarray(pair(c.reshape(-1), det.reshape(-1)),
+                          dtype=np.float64).reshape(t.shape)
+
+    found = dyadic_halves(values_at)
+    return None if found is None else CorrelationTable(found[0])

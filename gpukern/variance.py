@@ -43,13 +43,13 @@ import numpy as np
 from ._backend import BACKEND
 from .correlation import (
     DEGREE,
-    FLOOR,
     MAX_LEVEL,
-    START_LEVEL,
     TOL,
     cheb_coefficients,
     cheb_nodes,
+    dyadic_halves,
     one_minus_abs_rho,
+    panel_cells,
 )
 from .registry import VARIANCE_NODES
 
@@ -109,13 +109,7 @@ class VarianceTable:
     def __init__(self, lo1: int, lo2: int, u1: np.ndarray, u2: np.ndarray,
                  halves: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
         self.lo1, self.lo2, self.u1, self.u2, self.halves = lo1, lo2, u1, u2, halves
-        self.cells = []
-        n_cells = 1 << MAX_LEVEL
-        for lo, width, _ in halves:
-            count = np.rint(width * n_cells).astype(np.int64)
-            self.cells.append(np.repeat(np.arange(lo.size), count))
-            if lo[0] != 0.0 or self.cells[-1].size != n_cells:
-                raise ValueError("the panels of a half must cover [0, 1] in order")
+        self.cells = panel_cells(halves)
         self._device: tuple | None = None
         self._data: np.ndarray | None = None
 
@@ -203,55 +197,37 @@ def build(pair: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.nd
           lo1: int, lo2: int, symmetric: bool = False) -> VarianceTable | None:
     """The table of F over the cells starting at 2^lo1 (q) and 2^lo2 (q'), or None where
     a t panel at MAX_LEVEL is not converged, a half needs more than MAX_PANELS panels, F
-    is not finite, its Chebyshev tail in x or
-    x' is above TOL, or the Tucker form misses the node values by more than TOL (all
-    relative to the cell's largest |F|). ``pair(q, qp, c, det)`` evaluates F (flat float64
-    host arrays); ``symmetric``: F(q, q') = F(q', q) and lo1 = lo2 (f = g), so only the
-    node pairs a <= b are evaluated."""
+    is not finite, its Chebyshev tail in x or x' is above TOL, or the Tucker form misses
+    the node values by more than TOL (all relative to the cell's largest |F|).
+    ``pair(q, qp, c, det)`` evaluates F (flat float64 host arrays); ``symmetric``:
+    F(q, q') = F(q', q) and lo1 = lo2 (f = g), so only the node pairs a <= b are
+    evaluated."""
     q1, q2 = _nodes_q(lo1), _nodes_q(lo2)
     if symmetric and lo1 != lo2:
         raise ValueError(f"symmetric: expected lo1 == lo2, got {lo1} and {lo2}")
     ia, ib = np.triu_indices(NODES) if symmetric else np.indices((NODES, NODES)).reshape(2, -1)
     qa, qb = q1[ia][:, None, None], q2[ib][:, None, None]  # (node pair, panel, node)
-    x = cheb_nodes()
-    halves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    scale = 0.0
-    for sign in (1.0, -1.0):
-        n0 = 1 << START_LEVEL
-        todo = [(k / n0, 1.0 / n0) for k in range(n0)]
-        done: list[tuple[float, float, np.ndarray]] = []
-        while todo:
-            lo = np.array([a for a, _ in todo])
-            width = np.array([w for _, w in todo])
-            t = (lo[:, None] + 0.5 * width[:, None] * (x[None, :] + 1.0))[None]
-            om = t * t
-            det = qa * qb * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
-            c = sign * (1.0 - om) * np.sqrt(qa * qb)
-            shape = np.broadcast_shapes(qa.shape, t.shape)
-            args = [np.broadcast_to(a, shape).reshape(-1) for a in (qa, qb, c, det)]
-            got = np.asarray(pair(*args), dtype=np.float64).reshape(shape)
-            if not np.all(np.isfinite(got)):
-                return None
-            values = np.empty((NODES, NODES) + got.shape[1:])
-            values[ib, ia] = got  # the mirror first: a = b is its own
-            values[ia, ib] = got
-            scale = max(scale, float(np.max(np.abs(values))))
-            coef = cheb_coefficients(values)  # (a, b, panel, DEGREE + 1)
-            tail = np.max(np.abs(coef[..., -1]) + np.abs(coef[..., -2]), axis=(0, 1))
-            todo = []
-            for k in range(lo.size):
-                finest = width[k] <= 2.0 ** -MAX_LEVEL
-                if tail[k] <= (FLOOR if finest else TOL) * scale:
-                    done.append((lo[k], width[k], coef[:, :, k]))
-                elif finest:
-                    return None
-                else:
-                    todo += [(lo[k], 0.5 * width[k]), (lo[k] + 0.5 * width[k], 0.5 * width[k])]
-            if len(done) + len(todo) > MAX_PANELS:
-                return None
-        done.sort(key=lambda d: d[0])
-        halves.append((np.array([d[0] for d in done]), np.array([d[1] for d in done]),
-                       np.stack([d[2] for d in done], axis=2)))  # (a, b, panel, k)
+
+    def values_at(sign: float, t: np.ndarray) -> np.ndarray:
+        om = t[None] * t[None]
+        det = qa * qb * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
+        c = sign * (1.0 - om) * np.sqrt(qa * qb)
+        shape = np.broadcast_shapes(qa.shape, om.shape)
+        args = [np.broadcast_to(a, shape).reshape(-1) for a in (qa, qb, c, det)]
+        got = np.asarray(pair(*args), dtype=np.float64).reshape(shape)
+        values = np.empty((NODES, NODES) + got.shape[1:])
+        values[ib, ia] = got  # the mirror first: a = b is its own
+        values[ia, ib] = got
+        return values  # (a, b, panel, node)
+
+    found = dyadic_halves(values_at, shared_scale=True, max_panels=MAX_PANELS)
+    return None if found is None else _tucker(lo1, lo2, *found)
+
+
+def _tucker(lo1: int, lo2: int, halves: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+            scale: float) -> VarianceTable | None:
+    """The Tucker form of the halves' coefficients (a, b, panel, k), or None where the
+    Chebyshev tail in x or x' or the truncation's error at the nodes is above TOL * scale."""
     # Chebyshev coefficients in x and x' (node a is cheb_nodes(NODES)[a])
     cheb = [cheb_coefficients(cheb_coefficients(coef, 0), 1) for _, _, coef in halves]
     for c in cheb:
