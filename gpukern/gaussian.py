@@ -262,10 +262,12 @@ def quad_pair(f: ScalarFunction, g: ScalarFunction, q, qp, c, det,
             inv = xp.where(ci != 0, qi / xp.abs(ci), 0.0)  # v-scale -> u-scale
         feats = list(f.features())
         for centre, scale in g.features():
+            # |c| -> 0 maps g's features beyond the float range: inf, which the panels
+            # take as no feature (_panel_edges)
             with BACKEND.ignore_fp_errors():
                 mapped = xp.where(ci != 0, centre * qi / ci, 0.0)
-            feats.append((mapped, scale * inv))
-            feats.append((mapped, sd_in * inv))
+                feats.append((mapped, scale * inv))
+                feats.append((mapped, sd_in * inv))
 
         def outer(u, rows):
             m, p = u.shape
