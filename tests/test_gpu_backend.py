@@ -130,9 +130,9 @@ SCRIPT = textwrap.dedent("""
     out["emp"] = host(net.empirical_kernel(p, x))
     out["emp_xy"] = host(net.empirical_kernel(p, x[:9], x[4:], left="surrogate"))
     out["apply"] = host(net.apply(p, x))
-    res = gk.train(net, p, x, np.sin(x[:, 0]), lr=0.05, steps=20, record_every=5,
-                   kernel_steps=[20])
-    out["loss"], out["train_out"], out["k20"] = res.loss, res.outputs, res.kernels[20]
+    res = gk.train(net, p, x, np.sin(x[:, 0]), lr=0.05, steps=6, record_every=3,
+                   kernel_steps=[6])
+    out["loss"], out["train_out"], out["k6"] = res.loss, res.outputs, res.kernels[6]
     pred = gk.predict(net, x[:6], np.sin(x[:6, 0]), x, lr=0.05, steps=[5, 50])
     out["pred_mean"], out["pred_var"] = host(pred.mean), host(pred.var)
     pred = gk.predict(net, x[:6], np.sin(x[:6, 0]), x, lr=0.05, t=[1.0, np.inf], ridge=1e-3,
@@ -144,18 +144,18 @@ SCRIPT = textwrap.dedent("""
     y3 = np.stack([np.sin(x[:, 0]), x[:, 1], np.cos(x[:, 2])], axis=1)
     out["apply3"] = host(net.apply(p3, x))
     out["blocks3"] = host(net.empirical_kernel(p3, x[:5], blocks=True))
-    res3 = gk.train(net, p3, x, y3, lr=0.05, steps=10, record_every=5)
+    res3 = gk.train(net, p3, x, y3, lr=0.05, steps=4, record_every=2)
     out["loss3"], out["train_out3"] = res3.loss, res3.outputs
     out["pred3"] = host(gk.predict(net, x[:6], y3[:6], x, lr=0.05, steps=[5]).mean)
     qnet = nets["quant_tri"]  # a sum of thresholded terms through the Numba backprop
     pq = qnet.init(3, (16, 8), ensemble=2, seed=2)
     out["quant_emp"] = host(qnet.empirical_kernel(pq, x[:8], left="surrogate"))
-    resq = gk.train(qnet, pq, x, np.sin(x[:, 0]), lr=0.05, steps=5, record_every=5)
+    resq = gk.train(qnet, pq, x, np.sin(x[:, 0]), lr=0.05, steps=3, record_every=3)
     out["quant_loss"], out["quant_out"] = resq.loss, resq.outputs
     snet = nets["standard"]  # the standard parameterization: its init, kernel and SGL step
     ps = snet.init(3, ensemble=2, seed=3)
     out["std_emp"] = host(snet.empirical_kernel(ps, x[:8], left="surrogate"))
-    ress = gk.train(snet, ps, x, np.sin(x[:, 0]), lr=0.01, steps=5, record_every=5)
+    ress = gk.train(snet, ps, x, np.sin(x[:, 0]), lr=0.01, steps=3, record_every=3)
     out["std_loss"], out["std_out"] = ress.loss, ress.outputs
     np.savez(sys.argv[1] + "/" + sys.argv[2] + ".npz", **out)
 """)
