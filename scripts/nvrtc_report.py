@@ -9,22 +9,47 @@ only CuPy's query of the device for the architecture is replaced by the architec
 asked for. Prints each cubin's size and the kernel's registers, stack and spills
 (ptxas's report). Needs CuPy and the NVRTC wheel (``pip install
 cupy-cuda12x nvidia-cuda-nvrtc-cu12``); tests/test_cuda_host.py runs ``compile_for``.
+
+Every compile records its report in the cache folder (cpu_fused.cache_dir()/nvrtc), under a
+key of the NVRTC version, architecture, options and source; this script prints a recorded
+report where one exists (after the test suite, CI's case), so the ~40 s compile per
+architecture runs once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import sys
+from pathlib import Path
 
-from gpukern.kernels import cupy_fused
+from gpukern._io import atomic_write
+from gpukern.kernels import cpu_fused, cupy_fused
 
 
-def compile_for(arch: str, verbose: bool = False) -> tuple[bytes, dict[str, str], str]:
-    """(cubin, {name expression: mangled name}, NVRTC log) for ``arch`` ("sm_80", ...).
-    ``verbose`` adds --ptxas-options=-v (registers, stack, spills in the log), which
-    changes no code."""
+def _options() -> tuple[str, ...]:
+    """The options CuPy's RawModule passes to NVRTC, plus ptxas's resource
+    report (--ptxas-options=-v: a log, no change to the code)."""
     from cupy._core import core
+
+    return core.assemble_cupy_compiler_options(cupy_fused.options()) + (
+        "-ftz=true", "--ptxas-options=-v")
+
+
+def _record_path(arch: str) -> Path:
+    """The report's file for this NVRTC version, architecture, options and source."""
+    from cupy.cuda import compiler
+
+    parts = [str(compiler._get_nvrtc_version()), arch, *_options(), cupy_fused.source()]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    return cpu_fused.cache_dir() / "nvrtc" / f"{arch}_{key}.json"
+
+
+def compile_for(arch: str) -> tuple[bytes, dict[str, str], str]:
+    """(cubin, {name expression: mangled name}, NVRTC log with ptxas's resource report) for
+    ``arch`` ("sm_80", ...); the report is recorded for :func:`main`."""
     from cupy.cuda import compiler
 
     number = arch.removeprefix("sm_")
@@ -33,13 +58,18 @@ def compile_for(arch: str, verbose: bool = False) -> tuple[bytes, dict[str, str]
     compiler._get_arch_for_options_for_nvrtc = lambda a=None: (f"-arch=sm_{number}", "cubin")
     log = io.StringIO()
     try:
-        opts = core.assemble_cupy_compiler_options(cupy_fused.options()) + ("-ftz=true",)
-        opts += ("--ptxas-options=-v",) if verbose else ()
         cubin, mapping = compiler.compile_using_nvrtc(
-            cupy_fused.source(), opts, number, "analytic.cu", (cupy_fused.KERNEL,),
+            cupy_fused.source(), _options(), number, "analytic.cu", (cupy_fused.KERNEL,),
             log_stream=log)
     finally:
         compiler._get_arch_for_options_for_nvrtc = saved
+    record = {"cubin_bytes": len(cubin), "mangled": mapping[cupy_fused.KERNEL],
+              "usage": "; ".join(" ".join(ln.split()[2:]) for ln in log.getvalue().splitlines()
+                                 if re.search(r"registers|spill", ln))}
+    try:
+        atomic_write(_record_path(arch), lambda fh: fh.write(json.dumps(record).encode()))
+    except OSError:  # an unwritable cache folder: the report compiles again
+        pass
     return cubin, mapping, log.getvalue()
 
 
@@ -48,11 +78,12 @@ def main(archs: list[str]) -> int:
 
     print(f"NVRTC {'.'.join(map(str, compiler._get_nvrtc_version()))}")
     for arch in archs or ["sm_80", "sm_90"]:
-        cubin, mapping, log = compile_for(arch, verbose=True)
-        usage = "; ".join(" ".join(ln.split()[2:]) for ln in log.splitlines()
-                          if re.search(r"registers|spill", ln))
-        print(f"{arch}: {cupy_fused.KERNEL} -> {mapping[cupy_fused.KERNEL]}, cubin "
-              f"{len(cubin)} bytes; {usage}")
+        path = _record_path(arch)
+        if not path.exists():
+            compile_for(arch)
+        rec = json.loads(path.read_text())
+        print(f"{arch}: {cupy_fused.KERNEL} -> {rec['mangled']}, cubin {rec['cubin_bytes']} "
+              f"bytes; {rec['usage']}")
     return 0
 
 
