@@ -85,6 +85,34 @@ def one_minus_abs_rho(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array,
     return rho, xp.where(a > 0.5, near, 1.0 - a)
 
 
+def t_cells(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array, Array, Array]:
+    """Per entry (rho, t, cell): t = sqrt(1 - |rho|), 0 where rho is NaN (as
+    gk::correlation_panel), and its cell among the 2^MAX_LEVEL cells of [0, 1]."""
+    xp = BACKEND.xp
+    rho, om = one_minus_abs_rho(q, qp, c, det)
+    t = xp.sqrt(xp.where(om > 0.0, om, 0.0))
+    n_cells = 1 << MAX_LEVEL
+    return rho, t, xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
+
+
+def panel_x(t: Array, lo: Array, scale: Array) -> Array:
+    """x = (t - lo) 2 / width - 1 of t in its panel (scale = 2 / width), clipped to [-1, 1]."""
+    xp = BACKEND.xp
+    x = (t - lo) * scale - 1.0
+    return xp.where(x > 1.0, 1.0, xp.where(x < -1.0, -1.0, x))
+
+
+def clenshaw(coefficient: Callable[[int], Array], x: Array) -> Array:
+    """sum_{k <= DEGREE} a_k T_k(x) by Clenshaw's recurrence, per entry; ``coefficient(k)``
+    gives a_k per entry (a column at a time: no (entries, DEGREE + 1) gather)."""
+    xp = BACKEND.xp
+    b1 = xp.zeros(x.shape)
+    b2 = xp.zeros(x.shape)
+    for k in range(DEGREE, 0, -1):
+        b1, b2 = coefficient(k) + 2.0 * x * b1 - b2, b1
+    return coefficient(0) + x * b1 - b2
+
+
 def panel_cells(halves: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     """Per half (lo, width, ...) its cell index: for each of the 2^MAX_LEVEL cells of t
     the panel holding it. Raises where the dyadic panels do not cover [0, 1] in order."""
@@ -134,23 +162,14 @@ class CorrelationTable:
         if self._device is None:
             self._device = [tuple(xp.asarray(a) for a in (lo, 2.0 / width, coef, cells))
                             for (lo, width, coef), cells in zip(self.halves, self.cells)]
-        rho, om = one_minus_abs_rho(q, qp, c, det)
-        t = xp.sqrt(xp.where(om > 0.0, om, 0.0))  # as gk::correlation_panel: NaN -> 0
-        n_cells = 1 << MAX_LEVEL
-        cell = xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
+        rho, t, cell = t_cells(q, qp, c, det)
         out = xp.full(t.shape, xp.nan, dtype=xp.float64)  # NaN where rho is
         for half, (lo, scale, coef, cells) in enumerate(self._device):
             idx = xp.nonzero(rho >= 0.0 if half == 0 else rho < 0.0)[0]
             if idx.size == 0:
                 continue
             p = cells[cell[idx]]
-            x = (t[idx] - lo[p]) * scale[p] - 1.0
-            x = xp.where(x > 1.0, 1.0, xp.where(x < -1.0, -1.0, x))
-            b1 = xp.zeros(idx.shape)
-            b2 = xp.zeros(idx.shape)
-            for k in range(DEGREE, 0, -1):
-                b1, b2 = coef[p, k] + 2.0 * x * b1 - b2, b1
-            out[idx] = coef[p, 0] + x * b1 - b2
+            out[idx] = clenshaw(lambda k, a=coef, p=p: a[p, k], panel_x(t[idx], lo[p], scale[p]))
         return out
 
 

@@ -47,9 +47,11 @@ from .correlation import (
     TOL,
     cheb_coefficients,
     cheb_nodes,
+    clenshaw,
     dyadic_halves,
-    one_minus_abs_rho,
     panel_cells,
+    panel_x,
+    t_cells,
 )
 from .registry import VARIANCE_NODES
 
@@ -165,10 +167,7 @@ class VarianceTable:
         phi_r psi_s times the core's Clenshaw sum in the entry's t panel."""
         xp = BACKEND.xp
         _, _, halves = self._arrays()
-        rho, om = one_minus_abs_rho(q, qp, c, det)
-        t = xp.sqrt(xp.where(om > 0.0, om, 0.0))  # NaN -> 0, as gk::correlation_panel
-        n_cells = 1 << MAX_LEVEL
-        cell = xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
+        rho, t, cell = t_cells(q, qp, c, det)
         out = xp.full(t.shape, xp.nan, dtype=xp.float64)  # NaN where rho is
         step = max(1, _GATHER // (self.u1.shape[1] * self.u2.shape[1] * (DEGREE + 1)))
         for half, (lo, scale, core, cells) in enumerate(halves):
@@ -176,15 +175,9 @@ class VarianceTable:
             for start in range(0, int(idx.size), step):
                 e = idx[start:start + step]
                 p = cells[cell[e]]
-                x = (t[e] - lo[p]) * scale[p] - 1.0
-                x = xp.where(x > 1.0, 1.0, xp.where(x < -1.0, -1.0, x))
                 d = xp.einsum("er,es,erst->et", self.basis(q[e], 0), self.basis(qp[e], 1),
                               core[p])
-                b1 = xp.zeros(e.shape)
-                b2 = xp.zeros(e.shape)
-                for k in range(DEGREE, 0, -1):
-                    b1, b2 = d[:, k] + 2.0 * x * b1 - b2, b1
-                out[e] = d[:, 0] + x * b1 - b2
+                out[e] = clenshaw(lambda k, d=d: d[:, k], panel_x(t[e], lo[p], scale[p]))
         return out
 
 
