@@ -101,7 +101,8 @@ def _panel_edges(
         ratio = float(xp.max(xp.where(positive, reach / xp.where(positive, scale, 1.0), 0.0)))
         kmax = int(min(_KMAX, max(kmin, math.ceil(math.log2(max(ratio, 1e-300))) + 1)))
         steps = xp.asarray(2.0 ** np.arange(kmin, kmax + 1))
-        ladder = scale[:, None] * steps[None, :]
+        with BACKEND.ignore_fp_errors():  # a huge scale's rungs overflow: inf, clipped below
+            ladder = scale[:, None] * steps[None, :]
         pts.append(centre[:, None] + ladder)
         pts.append(centre[:, None] - ladder)
     edges = xp.concatenate(pts, axis=1)
