@@ -95,6 +95,14 @@ def t_cells(q: Array, qp: Array, c: Array, det: Array) -> tuple[Array, Array, Ar
     return rho, t, xp.minimum((t * n_cells).astype(xp.int64), n_cells - 1)
 
 
+def covariance_at(sign: float, t: np.ndarray, q: np.ndarray | float, qp: np.ndarray | float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(c, det) at t = sqrt(1 - |rho|) on the half of ``sign`` (t_cells' inverse):
+    c = sign (1 - t^2) sqrt(q q'), det = q q' (1 - rho^2) = q q' t^2 (2 - t^2), exact in t."""
+    om = t * t  # 1 - |rho|
+    return sign * (1.0 - om) * np.sqrt(q * qp), (q * qp) * om * (2.0 - om)
+
+
 def panel_x(t: Array, lo: Array, scale: Array) -> Array:
     """x = (t - lo) 2 / width - 1 of t in its panel (scale = 2 / width), clipped to [-1, 1]."""
     xp = BACKEND.xp
@@ -228,10 +236,7 @@ def build(pair: Callable[[np.ndarray, np.ndarray], np.ndarray], q: float, qp: fl
     (flat float64 host arrays)."""
 
     def values_at(sign: float, t: np.ndarray) -> np.ndarray:
-        om = t * t  # 1 - |rho|
-        rho = sign * (1.0 - om)
-        det = (q * qp) * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
-        c = rho * np.sqrt(q * qp)
+        c, det = covariance_at(sign, t, q, qp)
         return np.asarray(pair(c.reshape(-1), det.reshape(-1)),
                           dtype=np.float64).reshape(t.shape)
 

@@ -48,6 +48,7 @@ from .correlation import (
     cheb_coefficients,
     cheb_nodes,
     clenshaw,
+    covariance_at,
     dyadic_halves,
     panel_cells,
     panel_x,
@@ -202,10 +203,8 @@ def build(pair: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.nd
     qa, qb = q1[ia][:, None, None], q2[ib][:, None, None]  # (node pair, panel, node)
 
     def values_at(sign: float, t: np.ndarray) -> np.ndarray:
-        om = t[None] * t[None]
-        det = qa * qb * om * (2.0 - om)  # q q' (1 - rho^2), exact in t
-        c = sign * (1.0 - om) * np.sqrt(qa * qb)
-        shape = np.broadcast_shapes(qa.shape, om.shape)
+        c, det = covariance_at(sign, t[None], qa, qb)
+        shape = np.broadcast_shapes(qa.shape, c.shape)
         args = [np.broadcast_to(a, shape).reshape(-1) for a in (qa, qb, c, det)]
         got = np.asarray(pair(*args), dtype=np.float64).reshape(shape)
         values = np.empty((NODES, NODES) + got.shape[1:])
