@@ -121,15 +121,15 @@ def _steps(out: Path, dry: bool) -> list[tuple[str, list[str], dict, int]]:
     cupy_env = {"GPUKERN_BACKEND": "cupy"}
     # limits in seconds: on the device, the ≤ 5 min budget; a dry run only guards against a
     # hang, since the simulator runs a Python thread per CUDA thread on a shared machine
-    limit = 3 if dry else 1
+    slack = 3 if dry else 1
     return [
         ("device", ["bash", "-c", f"nvidia-smi --query-gpu=name,memory.total,driver_version "
-                    f"--format=csv || true; {py} -c \"{device}\""], cupy_env, 60 * limit),
+                    f"--format=csv || true; {py} -c \"{device}\""], cupy_env, 60 * slack),
         # the test processes themselves (the references) on NumPy, pinned
-        ("tests_cupy_vs_numpy", tests, {"GPUKERN_BACKEND": "numpy"}, 200 * limit),
-        ("tests_numba_and_backend", numba_tests, {"GPUKERN_BACKEND": "numpy"}, 100 * limit),
+        ("tests_cupy_vs_numpy", tests, {"GPUKERN_BACKEND": "numpy"}, 200 * slack),
+        ("tests_numba_and_backend", numba_tests, {"GPUKERN_BACKEND": "numpy"}, 100 * slack),
         ("timings", [py, "-c", TIMINGS, str(out / "timings.json"), "dry" if dry else "gpu"],
-         cupy_env, 120 * limit),
+         cupy_env, 120 * slack),
     ]
 
 

@@ -38,11 +38,11 @@ def _options() -> tuple[str, ...]:
         "-ftz=true", "--ptxas-options=-v")
 
 
-def _record_path(arch: str) -> Path:
+def _record_path(arch: str, options: tuple[str, ...], source: str) -> Path:
     """The report's file for this NVRTC version, architecture, options and source."""
     from cupy.cuda import compiler
 
-    parts = [str(compiler._get_nvrtc_version()), arch, *_options(), cupy_fused.source()]
+    parts = [str(compiler._get_nvrtc_version()), arch, *options, source]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     return cpu_fused.cache_dir() / "nvrtc" / f"{arch}_{key}.json"
 
@@ -57,17 +57,18 @@ def compile_for(arch: str) -> tuple[bytes, dict[str, str], str]:
     saved = compiler._get_arch_for_options_for_nvrtc
     compiler._get_arch_for_options_for_nvrtc = lambda a=None: (f"-arch=sm_{number}", "cubin")
     log = io.StringIO()
+    options, source = _options(), cupy_fused.source()
     try:
         cubin, mapping = compiler.compile_using_nvrtc(
-            cupy_fused.source(), _options(), number, "analytic.cu", (cupy_fused.KERNEL,),
-            log_stream=log)
+            source, options, number, "analytic.cu", (cupy_fused.KERNEL,), log_stream=log)
     finally:
         compiler._get_arch_for_options_for_nvrtc = saved
     record = {"cubin_bytes": len(cubin), "mangled": mapping[cupy_fused.KERNEL],
               "usage": "; ".join(" ".join(ln.split()[2:]) for ln in log.getvalue().splitlines()
                                  if re.search(r"registers|spill", ln))}
     try:
-        atomic_write(_record_path(arch), lambda fh: fh.write(json.dumps(record).encode()))
+        atomic_write(_record_path(arch, options, source),
+                     lambda fh: fh.write(json.dumps(record).encode()))
     except OSError:  # an unwritable cache folder: the report compiles again
         pass
     return cubin, mapping, log.getvalue()
@@ -77,8 +78,9 @@ def main(archs: list[str]) -> int:
     from cupy.cuda import compiler
 
     print(f"NVRTC {'.'.join(map(str, compiler._get_nvrtc_version()))}")
+    options, source = _options(), cupy_fused.source()
     for arch in archs or ["sm_80", "sm_90"]:
-        path = _record_path(arch)
+        path = _record_path(arch, options, source)
         if not path.exists():
             compile_for(arch)
         rec = json.loads(path.read_text())
